@@ -1,0 +1,7 @@
+"""Project-specific Kedro datasets (raw recording readers and array storage)."""
+
+from .hapt_zip_dataset import HaptZipDataset
+from .npz_dataset import NpzDataset
+from .wearable_export_dataset import WearableExportDataset
+
+__all__ = ["HaptZipDataset", "NpzDataset", "WearableExportDataset"]

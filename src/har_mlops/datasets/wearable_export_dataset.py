@@ -1,0 +1,83 @@
+"""Reads and writes a folder of smartwatch exports, one sub-folder per recording."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from kedro.io import AbstractDataset
+
+STREAM_FILES = {
+    "accelerometer": "accelerometer.csv",
+    "gyroscope": "gyroscope.csv",
+    "labels": "labels.csv",
+}
+METADATA_FILE = "metadata.json"
+
+
+class WearableExportDataset(AbstractDataset[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]):
+    """A folder of ``<recording_id>/{accelerometer,gyroscope,labels}.csv`` exports.
+
+    Loading never judges the content: a missing file is ``None``, an empty file is an empty
+    frame and an unparsable one is listed in ``read_errors``, so the validation node can report
+    each problem against its file instead of the whole run dying on one bad export.
+    Subject ids come from an optional ``metadata.json`` (``{"subject_id": ...}``), else the
+    folder name.
+    """
+
+    def __init__(self, path: str, metadata: dict | None = None):
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if not self._path.is_dir():
+            return {}
+        recordings = {}
+        for folder in sorted(p for p in self._path.iterdir() if p.is_dir()):
+            recordings[folder.name] = self._load_recording(folder)
+        return recordings
+
+    def _load_recording(self, folder: Path) -> dict[str, Any]:
+        record: dict[str, Any] = {"files": {}, "read_errors": {}}
+        for stream, filename in STREAM_FILES.items():
+            path = folder / filename
+            record["files"][stream] = f"{folder.name}/{filename}"
+            record[stream] = None
+            if not path.is_file():
+                continue
+            try:
+                record[stream] = pd.read_csv(path, skipinitialspace=True)
+            except pd.errors.EmptyDataError:
+                record[stream] = pd.DataFrame()
+            except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+                record["read_errors"][stream] = str(exc).strip().splitlines()[0]
+        subject_id = folder.name
+        meta_path = folder / METADATA_FILE
+        if meta_path.is_file():
+            try:
+                subject_id = str(json.loads(meta_path.read_text()).get("subject_id", subject_id))
+            except (json.JSONDecodeError, AttributeError) as exc:
+                record["read_errors"]["metadata"] = f"unreadable {METADATA_FILE}: {exc}"
+        record["subject_id"] = subject_id
+        return record
+
+    def _save(self, data: dict[str, dict[str, Any]]) -> None:
+        for rec_id, record in data.items():
+            folder = self._path / rec_id
+            folder.mkdir(parents=True, exist_ok=True)
+            for stream, filename in STREAM_FILES.items():
+                frame = record.get(stream)
+                if frame is not None:
+                    frame.to_csv(folder / filename, index=False)
+            if record.get("subject_id") is not None:
+                (folder / METADATA_FILE).write_text(
+                    json.dumps({"subject_id": str(record["subject_id"])})
+                )
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}
+
+    def _exists(self) -> bool:
+        return self._path.is_dir()

@@ -1,0 +1,1 @@
+"""Modular pipelines, one package each."""

@@ -1,0 +1,5 @@
+"""Raw recordings to validated, windowed, subject-split datasets."""
+
+from .pipeline import create_pipeline, create_preprocessing_pipeline
+
+__all__ = ["create_pipeline", "create_preprocessing_pipeline"]

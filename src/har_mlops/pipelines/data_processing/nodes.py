@@ -1,0 +1,307 @@
+"""Nodes of the data_processing pipeline: raw recordings to subject-split windows."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from har_mlops.units import SI_UNITS, unit_factor
+
+from .validation import validate_recordings
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CHANNELS",
+    "assign_labels",
+    "convert_units",
+    "filter_windows_by_class",
+    "fit_scaler",
+    "resample_recordings",
+    "split_windows",
+    "summarise_windows",
+    "validate_recordings",
+    "window_samples",
+]
+
+# The model's input schema: order matters and is part of the preprocessing contract.
+CHANNELS = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
+_STREAM_CHANNELS = {"accelerometer": CHANNELS[:3], "gyroscope": CHANNELS[3:]}
+NO_LABEL = ""
+
+
+def _bracket_ok(source_t: np.ndarray, target_t: np.ndarray, max_gap_ms: float) -> np.ndarray:
+    """True where ``target_t`` lies on a source sample or between two no more than max_gap apart."""
+    right = np.searchsorted(source_t, target_t, side="left")
+    inside = (right < source_t.size) & (target_t >= source_t[0])
+    right = np.minimum(right, source_t.size - 1)
+    left = np.maximum(right - 1, 0)
+    exact = source_t[right] == target_t
+    return inside & (exact | (source_t[right] - source_t[left] <= max_gap_ms))
+
+
+def _nearest_distance(source_t: np.ndarray, target_t: np.ndarray) -> np.ndarray:
+    right = np.clip(np.searchsorted(source_t, target_t), 0, source_t.size - 1)
+    left = np.maximum(right - 1, 0)
+    return np.minimum(np.abs(source_t[right] - target_t), np.abs(target_t - source_t[left]))
+
+
+def _resample_recording(
+    acc: pd.DataFrame, gyro: pd.DataFrame, resampling: dict[str, Any]
+) -> pd.DataFrame:
+    """Merges the two streams on the accelerometer clock, then resamples onto a uniform grid."""
+    period_ms = 1000.0 / resampling["target_rate_hz"]
+    max_gap_ms = resampling["max_gap_ms"]
+    t_acc = acc["timestamp"].to_numpy()
+    t_gyro = gyro["timestamp"].to_numpy()
+    # Merge: each accelerometer sample takes the gyroscope value at its time (interpolated
+    # between the neighbouring gyro samples) if a gyro sample lies within the tolerance.
+    merged_ok = (_nearest_distance(t_gyro, t_acc) <= resampling["merge_tolerance_ms"]) & (
+        _bracket_ok(t_gyro, t_acc, max_gap_ms)
+    )
+    t_merged = t_acc[merged_ok]
+    if t_merged.size < 2:
+        return pd.DataFrame(columns=["timestamp", "segment_id", *CHANNELS])
+    merged = np.column_stack(
+        [acc[a].to_numpy()[merged_ok] for a in ("x", "y", "z")]
+        + [np.interp(t_merged, t_gyro, gyro[a].to_numpy()) for a in ("x", "y", "z")]
+    )
+    grid = t_merged[0] + np.arange(int((t_merged[-1] - t_merged[0]) // period_ms) + 1) * period_ms
+    on_grid = _bracket_ok(t_merged, grid, max_gap_ms)
+    # A new segment starts after every stretch of grid points that fell into a gap.
+    segment_id = np.cumsum(np.r_[True, ~on_grid[:-1]] & on_grid) - 1
+    grid = grid[on_grid]
+    values = np.column_stack([np.interp(grid, t_merged, merged[:, c]) for c in range(6)])
+    frame = pd.DataFrame(values, columns=CHANNELS)
+    frame.insert(0, "timestamp", grid)
+    frame.insert(1, "segment_id", segment_id[on_grid].astype("int32"))
+    return frame
+
+
+def resample_recordings(
+    validated_recordings: dict[str, dict[str, Any]], resampling: dict[str, Any]
+) -> pd.DataFrame:
+    """Merges accelerometer and gyroscope and resamples each recording to ``target_rate_hz``."""
+    if resampling["max_gap_ms"] < 1000.0 / resampling["target_rate_hz"]:
+        raise ValueError("resampling.max_gap_ms must be at least one sample period")
+    frames = []
+    for rec_id, record in validated_recordings.items():
+        frame = _resample_recording(record["accelerometer"], record["gyroscope"], resampling)
+        if frame.empty:
+            logger.warning("Recording %s has no overlapping samples after merging", rec_id)
+            continue
+        frame.insert(0, "recording_id", rec_id)
+        frame.insert(1, "subject_id", record["subject_id"])
+        frames.append(frame)
+    samples = pd.concat(frames, ignore_index=True)
+    samples["recording_id"] = samples["recording_id"].astype("string")
+    samples["subject_id"] = samples["subject_id"].astype("string")
+    return samples
+
+
+def convert_units(samples: pd.DataFrame, raw_source: dict[str, Any]) -> pd.DataFrame:
+    """Removes declared calibration offsets and converts to m/s^2 and rad/s."""
+    converted = samples.copy()
+    for sensor, channels in _STREAM_CHANNELS.items():
+        factor = unit_factor(sensor, raw_source[f"{sensor}_unit"])
+        offset = np.asarray(raw_source.get(f"{sensor}_offset", [0.0, 0.0, 0.0]), dtype=float)
+        converted[channels] = (samples[channels].to_numpy() - offset) * factor
+    logger.info(
+        "Converted accelerometer %s -> %s, gyroscope %s -> %s",
+        raw_source["accelerometer_unit"],
+        SI_UNITS["accelerometer"],
+        raw_source["gyroscope_unit"],
+        SI_UNITS["gyroscope"],
+    )
+    return converted
+
+
+def assign_labels(
+    samples: pd.DataFrame,
+    validated_recordings: dict[str, dict[str, Any]],
+    raw_source: dict[str, Any],
+) -> pd.DataFrame:
+    """Gives each sample the activity of the label segment containing it (inclusive bounds)."""
+    label_map = raw_source.get("label_map") or {}
+    labels = np.full(len(samples), None, dtype=object)
+    rec_ids = samples["recording_id"].to_numpy()
+    boundaries = np.flatnonzero(np.r_[True, rec_ids[1:] != rec_ids[:-1], True])
+    timestamps = samples["timestamp"].to_numpy()
+    for start, stop in zip(boundaries[:-1], boundaries[1:]):
+        segments = validated_recordings[rec_ids[start]].get("labels")
+        if segments is None or segments.empty:
+            continue
+        t = timestamps[start:stop]
+        seg = np.searchsorted(segments["start"].to_numpy(), t, side="right") - 1
+        covered = (seg >= 0) & (t <= segments["end"].to_numpy()[np.maximum(seg, 0)])
+        names = segments["activity"].to_numpy(dtype=object)
+        labels[start:stop][covered] = names[seg[covered]]
+    labelled = samples.copy()
+    labelled["label"] = pd.array(labels, dtype="string").map(
+        lambda name: label_map.get(name, name), na_action="ignore"
+    )
+    return labelled
+
+
+def window_samples(samples: pd.DataFrame, windowing: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Cuts fixed-size overlapping windows inside each gap-free segment (stride tricks)."""
+    size = int(windowing["window_size"])
+    step = max(1, round(size * (1.0 - float(windowing["overlap"]))))
+    rec = samples["recording_id"].to_numpy()
+    seg = samples["segment_id"].to_numpy()
+    new_run = np.r_[True, (rec[1:] != rec[:-1]) | (seg[1:] != seg[:-1])]
+    run_starts = np.flatnonzero(new_run)
+    run_lengths = np.diff(np.r_[run_starts, len(samples)])
+    run_of_row = np.cumsum(new_run) - 1
+    position = np.arange(len(samples)) - run_starts[run_of_row]
+    starts = np.flatnonzero((position % step == 0) & (position + size <= run_lengths[run_of_row]))
+
+    values = samples[CHANNELS].to_numpy(dtype=np.float32)
+    if len(samples) >= size:
+        signals = sliding_window_view(values, size, axis=0)[starts].transpose(0, 2, 1).copy()
+    else:
+        signals = np.empty((0, size, len(CHANNELS)), dtype=np.float32)
+
+    label = samples["label"] if "label" in samples else pd.Series(pd.NA, index=samples.index)
+    codes, names = pd.factorize(label.astype("string"), use_na_sentinel=True)
+    window_label = _window_labels(codes, names, starts, size, windowing)
+    timestamps = samples["timestamp"].to_numpy()
+    return {
+        "signals": np.ascontiguousarray(signals),
+        "label": window_label,
+        "recording_id": rec[starts].astype(str),
+        "subject_id": samples["subject_id"].to_numpy()[starts].astype(str),
+        "start_ms": timestamps[starts],
+        "end_ms": timestamps[starts + size - 1] if starts.size else timestamps[starts],
+    }
+
+
+def _window_labels(
+    codes: np.ndarray, names: pd.Index, starts: np.ndarray, size: int, windowing: dict[str, Any]
+) -> np.ndarray:
+    """One label per window under the configured policy; ``NO_LABEL`` where none applies."""
+    if starts.size == 0 or len(names) == 0:
+        return np.full(starts.size, NO_LABEL)
+    win_codes = sliding_window_view(codes, size)[starts]
+    policy = windowing["label_policy"]
+    if policy == "single":
+        chosen = win_codes[:, 0]
+        ok = (win_codes == chosen[:, None]).all(axis=1) & (chosen >= 0)
+    elif policy == "majority":
+        counts = (win_codes[:, :, None] == np.arange(len(names))).sum(axis=1)
+        chosen = counts.argmax(axis=1)
+        ok = counts.max(axis=1) >= windowing.get("majority_share", 0.5) * size
+    else:
+        raise ValueError(f"Unknown windowing.label_policy {policy!r}; use 'single' or 'majority'")
+    table = np.asarray([str(n) for n in names])
+    return np.where(ok, table[np.maximum(chosen, 0)], NO_LABEL)
+
+
+def _take(windows: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: array[mask] for name, array in windows.items()}
+
+
+def filter_windows_by_class(
+    windows: dict[str, np.ndarray], labels: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """Keeps windows labelled with a class of the configured class set, adding ``label_index``."""
+    classes = class_names(labels)
+    keep = np.isin(windows["label"], classes)
+    selected = _take(windows, keep)
+    index_of = {name: i for i, name in enumerate(classes)}
+    selected["label_index"] = pd.Series(selected["label"]).map(index_of).to_numpy(np.int64)
+    logger.info(
+        "Kept %d of %d windows in class set %r", keep.sum(), keep.size, labels["class_set"]
+    )
+    return selected
+
+
+def class_names(labels: dict[str, Any]) -> list[str]:
+    """The ordered class names of the configured class set."""
+    try:
+        return list(labels["class_sets"][labels["class_set"]])
+    except KeyError:
+        known = sorted(labels.get("class_sets", {}))
+        raise ValueError(
+            f"labels.class_set {labels.get('class_set')!r} is not one of {known}"
+        ) from None
+
+
+def split_windows(
+    windows: dict[str, np.ndarray], split: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Splits windows by subject into train, validation and test; no subject is on two sides."""
+    subjects = windows["subject_id"]
+    test_subjects = {str(s) for s in split["test_subjects"]}
+    remaining = sorted(set(subjects) - test_subjects)
+    if split.get("validation_subjects"):
+        validation_subjects = {str(s) for s in split["validation_subjects"]}
+    else:
+        rng = np.random.default_rng(split["seed"])
+        n_val = max(1, round(split["validation_fraction"] * len(remaining)))
+        validation_subjects = set(rng.choice(remaining, size=n_val, replace=False).tolist())
+    overlap = validation_subjects & test_subjects
+    if overlap:
+        raise ValueError(f"Subjects {sorted(overlap)} are both validation and test subjects")
+    is_test = np.isin(subjects, list(test_subjects))
+    is_val = np.isin(subjects, list(validation_subjects))
+    parts = _take(windows, ~is_test & ~is_val), _take(windows, is_val), _take(windows, is_test)
+    for name, part in zip(("train", "validation", "test"), parts):
+        if part["label"].size == 0:
+            raise ValueError(
+                f"The {name} split is empty (test subjects {sorted(test_subjects)}, "
+                f"validation subjects {sorted(validation_subjects)}, "
+                f"subjects present {sorted(set(subjects))})"
+            )
+    logger.info(
+        "Split windows: %d train, %d validation (subjects %s), %d test",
+        parts[0]["label"].size,
+        parts[1]["label"].size,
+        sorted(validation_subjects),
+        parts[2]["label"].size,
+    )
+    return parts
+
+
+def fit_scaler(windows_train: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Fits per-channel mean and standard deviation on the training windows only."""
+    flat = windows_train["signals"].reshape(-1, len(CHANNELS)).astype(np.float64)
+    std = flat.std(axis=0)
+    return {
+        "channels": list(CHANNELS),
+        "mean": flat.mean(axis=0).tolist(),
+        # A constant channel would divide by zero; leave it unscaled instead.
+        "std": np.where(std > 0, std, 1.0).tolist(),
+        "fitted_on_windows": int(windows_train["signals"].shape[0]),
+    }
+
+
+def summarise_windows(
+    windows_train: dict[str, np.ndarray],
+    windows_validation: dict[str, np.ndarray],
+    windows_test: dict[str, np.ndarray],
+    labels: dict[str, Any],
+) -> dict[str, Any]:
+    """Counts windows per class and split, and lists each split's subjects."""
+    classes = class_names(labels)
+    summary: dict[str, Any] = {"classes": classes, "splits": {}}
+    for name, part in (
+        ("train", windows_train),
+        ("validation", windows_validation),
+        ("test", windows_test),
+    ):
+        counts = pd.Series(part["label"]).value_counts()
+        summary["splits"][name] = {
+            "windows": int(part["label"].size),
+            "per_class": {c: int(counts.get(c, 0)) for c in classes},
+            "subjects": sorted(set(part["subject_id"].tolist()), key=_subject_key),
+        }
+    return summary
+
+
+def _subject_key(subject: str) -> tuple[int, Any]:
+    return (0, int(subject)) if subject.isdigit() else (1, subject)

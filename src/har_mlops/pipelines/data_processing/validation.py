@@ -1,0 +1,280 @@
+"""Validation of raw recordings: repair what is recoverable, reject the rest, report both."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from har_mlops.units import unit_factor
+
+logger = logging.getLogger(__name__)
+
+SENSOR_STREAMS = ("accelerometer", "gyroscope")
+SENSOR_COLUMNS = ["timestamp", "x", "y", "z"]
+LABEL_COLUMNS = ["start", "end", "activity"]
+
+
+class NoValidRecordingsError(ValueError):
+    """Raised when validation leaves nothing to process."""
+
+
+def _problem(file: str, problem: str, rows: int, action: str) -> dict[str, Any]:
+    return {"file": file, "problem": problem, "rows_affected": int(rows), "action": action}
+
+
+def _numeric(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Coerces columns to float; anything unparsable becomes NaN (and is counted by the caller)."""
+    return pd.DataFrame(
+        {c: pd.to_numeric(frame[c], errors="coerce").astype("float64") for c in columns}
+    )
+
+
+def _stream_stats(timestamps: np.ndarray, max_gap_ms: float) -> dict[str, Any]:
+    diffs = np.diff(timestamps)
+    gaps = diffs[diffs > max_gap_ms]
+    median = float(np.median(diffs)) if diffs.size else float("nan")
+    return {
+        "duration_s": round(float(timestamps[-1] - timestamps[0]) / 1000.0, 3),
+        "observed_rate_hz": round(1000.0 / median, 3) if median > 0 else None,
+        "gaps": int(gaps.size),
+        "longest_gap_s": round(float(gaps.max()) / 1000.0, 3) if gaps.size else 0.0,
+    }
+
+
+def _validate_stream(
+    frame: pd.DataFrame | None,
+    file: str,
+    read_error: str | None,
+    limit: float,
+    validation: dict[str, Any],
+    max_gap_ms: float,
+) -> tuple[pd.DataFrame | None, dict[str, Any], list[dict[str, Any]]]:
+    """Checks one sensor stream; returns the repaired frame (None if unusable), stats, problems."""
+    stats: dict[str, Any] = {"file": file}
+    if read_error is not None:
+        return None, stats, [_problem(file, f"unreadable CSV: {read_error}", 0, "rejected")]
+    if frame is None:
+        return None, stats, [_problem(file, "missing stream (file not found)", 0, "rejected")]
+    if frame.shape[1] == 0:
+        return None, stats, [_problem(file, "empty file", 0, "rejected")]
+    missing = [c for c in SENSOR_COLUMNS if c not in frame.columns]
+    if missing:
+        problem = f"missing column(s) {missing}; expected header {','.join(SENSOR_COLUMNS)}"
+        return None, stats, [_problem(file, problem, len(frame), "rejected")]
+    rows = len(frame)
+    stats["rows"] = rows
+    if rows == 0:
+        return None, stats, [_problem(file, "header only, no data rows", 0, "rejected")]
+
+    problems: list[dict[str, Any]] = []
+    values = _numeric(frame, SENSOR_COLUMNS)
+    finite = np.isfinite(values.to_numpy()).all(axis=1)
+    in_range = (values[["x", "y", "z"]].abs() <= limit).all(axis=1).to_numpy() | ~finite
+    bad_counts = {
+        "NaN or non-numeric values": int((~finite).sum()),
+        f"values beyond the plausible sensor range (|v| > {limit:g} in declared units)": int(
+            (~in_range).sum()
+        ),
+    }
+    stats["non_numeric_rows"] = bad_counts["NaN or non-numeric values"]
+    stats["out_of_range_rows"] = int((~in_range).sum())
+    keep = finite & in_range
+    n_bad = rows - int(keep.sum())
+    if n_bad > validation["max_bad_row_fraction"] * rows:
+        problem = (
+            f"{n_bad} of {rows} rows unusable "
+            f"({', '.join(f'{n} {k}' for k, n in bad_counts.items() if n)}), "
+            f"more than max_bad_row_fraction={validation['max_bad_row_fraction']}"
+        )
+        return None, stats, [_problem(file, problem, n_bad, "rejected")]
+    for kind, count in bad_counts.items():
+        if count:
+            problems.append(_problem(file, f"rows with {kind} dropped", count, "repaired"))
+    values = values[keep]
+
+    timestamps = values["timestamp"].to_numpy()
+    unsorted = int((np.diff(timestamps) < 0).sum())
+    stats["unsorted_timestamps"] = unsorted
+    if unsorted:
+        values = values.sort_values("timestamp", kind="stable")
+        problems.append(_problem(file, "timestamps out of order, sorted", unsorted, "repaired"))
+    duplicated = values["timestamp"].duplicated(keep="first").to_numpy()
+    stats["duplicated_timestamps"] = int(duplicated.sum())
+    if duplicated.any():
+        values = values[~duplicated]
+        problems.append(
+            _problem(file, "duplicated timestamps, first kept", int(duplicated.sum()), "repaired")
+        )
+    if len(values) < 2:
+        problems.append(_problem(file, "fewer than 2 usable rows", rows, "rejected"))
+        return None, stats, problems
+    values = values.reset_index(drop=True)
+    stats.update(_stream_stats(values["timestamp"].to_numpy(), max_gap_ms))
+    if stats["gaps"]:
+        problems.append(
+            _problem(
+                file,
+                f"{stats['gaps']} gap(s) longer than {max_gap_ms:g} ms "
+                f"(longest {stats['longest_gap_s']} s), not interpolated across",
+                0,
+                "split",
+            )
+        )
+    return values, stats, problems
+
+
+def _validate_labels(
+    frame: pd.DataFrame | None, file: str, read_error: str | None
+) -> tuple[pd.DataFrame | None, list[dict[str, Any]]]:
+    """Checks the optional label segments; unusable labels leave the recording unlabelled."""
+    if read_error is not None:
+        return None, [_problem(file, f"unreadable CSV: {read_error}", 0, "ignored")]
+    if frame is None:
+        return None, []
+    missing = [c for c in LABEL_COLUMNS if c not in frame.columns]
+    if frame.shape[1] == 0 or missing:
+        problem = f"missing column(s) {missing or LABEL_COLUMNS}; recording treated as unlabelled"
+        return None, [_problem(file, problem, len(frame), "ignored")]
+    bounds = _numeric(frame, ["start", "end"])
+    activity = frame["activity"].astype("string").str.strip()
+    ok = np.isfinite(bounds.to_numpy()).all(axis=1) & (bounds["end"] >= bounds["start"]).to_numpy()
+    ok &= activity.notna().to_numpy() & (activity.str.len() > 0).fillna(False).to_numpy()
+    problems = []
+    if (~ok).sum():
+        problems.append(
+            _problem(file, "label rows with bad start/end/activity dropped", (~ok).sum(), "repaired")
+        )
+    labels = pd.DataFrame(
+        {"start": bounds["start"][ok], "end": bounds["end"][ok], "activity": activity[ok]}
+    )
+    return labels.sort_values("start", kind="stable").reset_index(drop=True), problems
+
+
+def _validate_recording(
+    rec_id: str,
+    record: dict[str, Any],
+    limits: dict[str, float],
+    validation: dict[str, Any],
+    max_gap_ms: float,
+    min_duration_s: float,
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    files = record.get("files", {})
+    read_errors = record.get("read_errors", {})
+    entry: dict[str, Any] = {
+        "recording_id": rec_id,
+        "subject_id": record.get("subject_id"),
+        "streams": {},
+        "problems": [],
+    }
+    if "metadata" in read_errors:
+        entry["problems"].append(
+            _problem(f"{rec_id}/metadata.json", read_errors["metadata"], 0, "ignored")
+        )
+    clean: dict[str, Any] = {"subject_id": str(record.get("subject_id", rec_id))}
+    for stream in SENSOR_STREAMS:
+        file = files.get(stream, f"{rec_id}/{stream}")
+        frame, stats, problems = _validate_stream(
+            record.get(stream), file, read_errors.get(stream), limits[stream], validation, max_gap_ms
+        )
+        entry["streams"][stream] = stats
+        entry["problems"].extend(problems)
+        clean[stream] = frame
+    labels_file = files.get("labels", f"{rec_id}/labels")
+    clean["labels"], label_problems = _validate_labels(
+        record.get("labels"), labels_file, read_errors.get("labels")
+    )
+    entry["problems"].extend(label_problems)
+    entry["labelled"] = clean["labels"] is not None
+
+    usable = all(clean[s] is not None for s in SENSOR_STREAMS)
+    if usable:
+        start = max(clean[s]["timestamp"].iloc[0] for s in SENSOR_STREAMS)
+        end = min(clean[s]["timestamp"].iloc[-1] for s in SENSOR_STREAMS)
+        overlap_s = max(0.0, (end - start) / 1000.0)
+        entry["overlap_duration_s"] = round(overlap_s, 3)
+        if overlap_s < min_duration_s:
+            entry["problems"].append(
+                _problem(
+                    rec_id,
+                    f"shorter than one window: {overlap_s:.2f} s of overlapping "
+                    f"accelerometer and gyroscope data < {min_duration_s:.2f} s",
+                    min(len(clean[s]) for s in SENSOR_STREAMS),
+                    "rejected",
+                )
+            )
+            usable = False
+    entry["status"] = "accepted" if usable else "rejected"
+    return (clean if usable else None), entry
+
+
+def validate_recordings(
+    raw_recordings: dict[str, dict[str, Any]],
+    raw_source: dict[str, Any],
+    validation: dict[str, Any],
+    resampling: dict[str, Any],
+    windowing: dict[str, Any],
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Validates and repairs raw recordings; returns the usable ones and a validation report."""
+    limits = {
+        "accelerometer": validation["accelerometer_limit_ms2"]
+        / unit_factor("accelerometer", raw_source["accelerometer_unit"]),
+        "gyroscope": validation["gyroscope_limit_rads"]
+        / unit_factor("gyroscope", raw_source["gyroscope_unit"]),
+    }
+    min_duration_s = windowing["window_size"] / resampling["target_rate_hz"]
+    valid: dict[str, dict[str, Any]] = {}
+    entries = []
+    for rec_id in sorted(raw_recordings):
+        clean, entry = _validate_recording(
+            rec_id,
+            raw_recordings[rec_id],
+            limits,
+            validation,
+            resampling["max_gap_ms"],
+            min_duration_s,
+        )
+        entries.append(entry)
+        if clean is not None:
+            valid[rec_id] = clean
+        else:
+            reasons = "; ".join(
+                f"{p['file']}: {p['problem']}" for p in entry["problems"] if p["action"] == "rejected"
+            )
+            logger.warning("Recording %s left out: %s", rec_id, reasons)
+    repaired = sum(
+        p["rows_affected"] for e in entries for p in e["problems"] if p["action"] == "repaired"
+    )
+    report = {
+        "summary": {
+            "recordings": len(entries),
+            "accepted": len(valid),
+            "rejected": len(entries) - len(valid),
+            "rows_repaired_or_dropped": int(repaired),
+            "units": {
+                "accelerometer": raw_source["accelerometer_unit"],
+                "gyroscope": raw_source["gyroscope_unit"],
+            },
+        },
+        "recordings": entries,
+    }
+    logger.info(
+        "Validation: %d recordings, %d accepted, %d rejected, %d rows repaired or dropped",
+        len(entries),
+        len(valid),
+        len(entries) - len(valid),
+        repaired,
+    )
+    if not valid:
+        lines = [
+            f"  {p['file']}: {p['problem']}"
+            for e in entries
+            for p in e["problems"]
+            if p["action"] == "rejected"
+        ]
+        raise NoValidRecordingsError(
+            f"No valid recording remains out of {len(entries)}:\n" + "\n".join(lines or ["  (none found)"])
+        )
+    return valid, report
