@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from har_mlops.pipelines import data_processing
+from har_mlops.pipelines import data_processing, training
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Registers the project's pipelines by name; ``__default__`` runs them all."""
     pipelines = {
         "data_processing": data_processing.create_pipeline(),
+        "training": training.create_pipeline(),
     }
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
     return pipelines

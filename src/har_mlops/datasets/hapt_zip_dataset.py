@@ -27,9 +27,17 @@ class HaptZipDataset(AbstractDataset[None, dict[str, dict[str, Any]]]):
     Units stay as published (g, rad/s); conversion is a node driven by parameters.
     """
 
-    def __init__(self, filepath: str, sampling_rate_hz: float = 50.0, metadata: dict | None = None):
+    def __init__(
+        self,
+        filepath: str,
+        sampling_rate_hz: float = 50.0,
+        subjects: list[int] | None = None,
+        metadata: dict | None = None,
+    ):
+        """``subjects`` restricts loading to those users (tests and quick runs)."""
         self._filepath = str(filepath)
         self._sampling_rate_hz = float(sampling_rate_hz)
+        self._subjects = None if subjects is None else {int(s) for s in subjects}
         self.metadata = metadata
 
     def _load(self) -> dict[str, dict[str, Any]]:
@@ -47,6 +55,8 @@ class HaptZipDataset(AbstractDataset[None, dict[str, dict[str, Any]]]):
                 if not match:
                     continue
                 kind, exp, user = match.groups()
+                if self._subjects is not None and int(user) not in self._subjects:
+                    continue
                 rec_id = f"exp{int(exp):02d}_user{int(user):02d}"
                 with archive.open(name) as handle:
                     values = pd.read_csv(handle, sep=" ", header=None, names=["x", "y", "z"])
@@ -93,7 +103,11 @@ class HaptZipDataset(AbstractDataset[None, dict[str, dict[str, Any]]]):
         raise DatasetError("HaptZipDataset is read-only")
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._filepath, "sampling_rate_hz": self._sampling_rate_hz}
+        return {
+            "filepath": self._filepath,
+            "sampling_rate_hz": self._sampling_rate_hz,
+            "subjects": sorted(self._subjects) if self._subjects is not None else None,
+        }
 
     def _exists(self) -> bool:
         return zipfile.is_zipfile(self._filepath)

@@ -22,6 +22,7 @@ __all__ = [
     "filter_windows_by_class",
     "fit_scaler",
     "resample_recordings",
+    "scale_signals",
     "split_windows",
     "summarise_windows",
     "validate_recordings",
@@ -214,9 +215,7 @@ def filter_windows_by_class(
     selected = _take(windows, keep)
     index_of = {name: i for i, name in enumerate(classes)}
     selected["label_index"] = pd.Series(selected["label"]).map(index_of).to_numpy(np.int64)
-    logger.info(
-        "Kept %d of %d windows in class set %r", keep.sum(), keep.size, labels["class_set"]
-    )
+    logger.info("Kept %d of %d windows in class set %r", keep.sum(), keep.size, labels["class_set"])
     return selected
 
 
@@ -278,6 +277,15 @@ def fit_scaler(windows_train: dict[str, np.ndarray]) -> dict[str, Any]:
         "std": np.where(std > 0, std, 1.0).tolist(),
         "fitted_on_windows": int(windows_train["signals"].shape[0]),
     }
+
+
+def scale_signals(signals: np.ndarray, scaler: dict[str, Any]) -> np.ndarray:
+    """Standardises windows ``[n, window, 6]`` with the fitted per-channel statistics."""
+    if list(scaler["channels"]) != CHANNELS:
+        raise ValueError(f"Scaler channels {scaler['channels']} differ from {CHANNELS}")
+    mean = np.asarray(scaler["mean"], dtype=np.float32)
+    std = np.asarray(scaler["std"], dtype=np.float32)
+    return (signals.astype(np.float32, copy=False) - mean) / std
 
 
 def summarise_windows(

@@ -145,7 +145,9 @@ def _validate_labels(
     problems = []
     if (~ok).sum():
         problems.append(
-            _problem(file, "label rows with bad start/end/activity dropped", (~ok).sum(), "repaired")
+            _problem(
+                file, "label rows with bad start/end/activity dropped", (~ok).sum(), "repaired"
+            )
         )
     labels = pd.DataFrame(
         {"start": bounds["start"][ok], "end": bounds["end"][ok], "activity": activity[ok]}
@@ -177,7 +179,12 @@ def _validate_recording(
     for stream in SENSOR_STREAMS:
         file = files.get(stream, f"{rec_id}/{stream}")
         frame, stats, problems = _validate_stream(
-            record.get(stream), file, read_errors.get(stream), limits[stream], validation, max_gap_ms
+            record.get(stream),
+            file,
+            read_errors.get(stream),
+            limits[stream],
+            validation,
+            max_gap_ms,
         )
         entry["streams"][stream] = stats
         entry["problems"].extend(problems)
@@ -241,7 +248,9 @@ def validate_recordings(
             valid[rec_id] = clean
         else:
             reasons = "; ".join(
-                f"{p['file']}: {p['problem']}" for p in entry["problems"] if p["action"] == "rejected"
+                f"{p['file']}: {p['problem']}"
+                for p in entry["problems"]
+                if p["action"] == "rejected"
             )
             logger.warning("Recording %s left out: %s", rec_id, reasons)
     repaired = sum(
@@ -275,6 +284,7 @@ def validate_recordings(
             if p["action"] == "rejected"
         ]
         raise NoValidRecordingsError(
-            f"No valid recording remains out of {len(entries)}:\n" + "\n".join(lines or ["  (none found)"])
+            f"No valid recording remains out of {len(entries)}:\n"
+            + "\n".join(lines or ["  (none found)"])
         )
     return valid, report

@@ -1,0 +1,131 @@
+"""The 1D-CNN-BiLSTM architecture and its training-time data feed."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import keras
+import numpy as np
+
+
+def build_cnn_bilstm(
+    window_size: int, n_channels: int, n_classes: int, architecture: dict[str, Any]
+) -> keras.Model:
+    """Convolution blocks, a bidirectional LSTM and a softmax head, sized by parameters."""
+    inputs = keras.Input(shape=(window_size, n_channels), name="signals")
+    x = inputs
+    for i, (filters, kernel) in enumerate(
+        zip(architecture["conv_filters"], architecture["conv_kernel_sizes"])
+    ):
+        x = keras.layers.Conv1D(filters, kernel, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.Activation("relu", name=f"relu{i}")(x)
+        if i in architecture.get("pool_after", []):
+            x = keras.layers.MaxPooling1D(architecture["pool_size"], name=f"pool{i}")(x)
+    x = keras.layers.Dropout(architecture["dropout"], name="conv_dropout")(x)
+    x = keras.layers.Bidirectional(
+        keras.layers.LSTM(architecture["lstm_units"], return_sequences=True), name="bilstm"
+    )(x)
+    # Average and max over time: the activity is a property of the whole window.
+    x = keras.layers.Concatenate(name="pool_time")(
+        [keras.layers.GlobalAveragePooling1D()(x), keras.layers.GlobalMaxPooling1D()(x)]
+    )
+    x = keras.layers.Dropout(architecture["dropout"], name="head_dropout")(x)
+    x = keras.layers.Dense(architecture["dense_units"], activation="relu", name="dense")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="cnn_bilstm")
+
+
+def random_rotations(rng: np.random.Generator, n: int, max_degrees: float) -> np.ndarray:
+    """``n`` rotation matrices about random axes by angles uniform in +-max_degrees."""
+    axes = rng.normal(size=(n, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    angles = np.deg2rad(rng.uniform(-max_degrees, max_degrees, size=n))
+    k = np.zeros((n, 3, 3))
+    k[:, 0, 1], k[:, 0, 2], k[:, 1, 2] = -axes[:, 2], axes[:, 1], -axes[:, 0]
+    k -= k.transpose(0, 2, 1)
+    sin, cos = np.sin(angles)[:, None, None], np.cos(angles)[:, None, None]
+    return np.eye(3) + sin * k + (1 - cos) * (k @ k)  # Rodrigues' formula
+
+
+def augment(
+    signals: np.ndarray, rng: np.random.Generator, augmentation: dict[str, Any]
+) -> np.ndarray:
+    """Applies the enabled augmentations to windows in SI units ``[n, window, 6]``."""
+    out = signals.astype(np.float32, copy=True)
+    n = out.shape[0]
+    rotation = augmentation.get("rotation", {})
+    if rotation.get("enabled"):
+        # One rotation per window for both sensors: the device was worn at another angle.
+        rot = random_rotations(rng, n, rotation["max_degrees"]).astype(np.float32)
+        out[:, :, :3] = np.einsum("nij,ntj->nti", rot, out[:, :, :3])
+        out[:, :, 3:] = np.einsum("nij,ntj->nti", rot, out[:, :, 3:])
+    scaling = augmentation.get("scaling", {})
+    if scaling.get("enabled"):
+        factors = rng.normal(1.0, scaling["sigma"], size=(n, 1, 2)).astype(np.float32)
+        out *= np.repeat(factors, 3, axis=2)
+    jitter = augmentation.get("jitter", {})
+    if jitter.get("enabled"):
+        scale = np.asarray(jitter["sigma"], dtype=np.float32) * out.std(axis=(0, 1))
+        out += rng.normal(size=out.shape).astype(np.float32) * scale
+    return out
+
+
+class AugmentedWindows(keras.utils.PyDataset):
+    """Shuffled, augmented, standardised training batches.
+
+    Each batch draws from its own generator seeded by (seed, epoch, batch), so the stream of
+    batches is the same whatever order or thread Keras asks for them in.
+    """
+
+    def __init__(
+        self,
+        signals: np.ndarray,
+        labels: np.ndarray,
+        sample_weights: np.ndarray,
+        scaler: dict[str, Any],
+        batch_size: int,
+        augmentation: dict[str, Any],
+        seed: int,
+    ):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self._signals = signals
+        self._labels = labels
+        self._weights = sample_weights.astype(np.float32)
+        self._mean = np.asarray(scaler["mean"], dtype=np.float32)
+        self._std = np.asarray(scaler["std"], dtype=np.float32)
+        self._batch_size = batch_size
+        self._augmentation = augmentation
+        self._seed = seed
+        self._epoch = 0
+        self._order = self._permutation()
+
+    def _permutation(self) -> np.ndarray:
+        return np.random.default_rng([self._seed, self._epoch]).permutation(len(self._labels))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self._labels) / self._batch_size)
+
+    def __getitem__(self, index: int):
+        idx = self._order[index * self._batch_size : (index + 1) * self._batch_size]
+        rng = np.random.default_rng([self._seed, self._epoch, index])
+        batch = augment(self._signals[idx], rng, self._augmentation)
+        return (batch - self._mean) / self._std, self._labels[idx], self._weights[idx]
+
+    def on_epoch_end(self) -> None:
+        self._epoch += 1
+        self._order = self._permutation()
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """One log line per epoch through ``logging`` instead of Keras' printed progress bar."""
+
+    def __init__(self, log: logging.Logger):
+        super().__init__()
+        self._log = log
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        summary = ", ".join(f"{k}={float(v):.4f}" for k, v in sorted((logs or {}).items()))
+        self._log.info("epoch %d: %s", epoch + 1, summary)

@@ -1,0 +1,309 @@
+"""Nodes of the training pipeline: network, baseline, evaluation, contract and registry.
+
+Keras and MLflow are imported inside the functions that need them, so that every
+``kedro run`` (which imports all pipelines) does not pay TensorFlow's start-up cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+from har_mlops.features import window_features
+from har_mlops.pipelines.data_processing.nodes import CHANNELS, class_names, scale_signals
+from har_mlops.units import SI_UNITS
+
+from .evaluation import classification_metrics
+from .registry import decide_promotion
+
+if TYPE_CHECKING:
+    import keras
+    from sklearn.ensemble import RandomForestClassifier
+
+logger = logging.getLogger(__name__)
+
+
+def _class_weights(labels: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
+    """Per-window weights: 'balanced' gives every class the same total weight, 'none' ones."""
+    if mode == "none":
+        return np.ones(len(labels), dtype=np.float32)
+    if mode != "balanced":
+        raise ValueError(f"Unknown training.class_weighting {mode!r}; use 'balanced' or 'none'")
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    per_class = len(labels) / (n_classes * np.maximum(counts, 1.0))
+    return per_class[labels].astype(np.float32)
+
+
+def train_model(
+    windows_train: dict[str, np.ndarray],
+    windows_validation: dict[str, np.ndarray],
+    scaler: dict[str, Any],
+    architecture: dict[str, Any],
+    training: dict[str, Any],
+    labels: dict[str, Any],
+) -> tuple[keras.Model, dict[str, list[dict[str, float]]]]:
+    """Trains the CNN-BiLSTM with early stopping on the validation subjects."""
+    import keras
+
+    from .model import AugmentedWindows, EpochLogger, build_cnn_bilstm
+
+    keras.utils.set_random_seed(training["seed"])
+    classes = class_names(labels)
+    _, window_size, n_channels = windows_train["signals"].shape
+    model = build_cnn_bilstm(window_size, n_channels, len(classes), architecture)
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=training["learning_rate"], weight_decay=training["weight_decay"]
+    )
+    # Keras 3: metrics must be passed by keyword (the third positional is loss_weights).
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    y_train = windows_train["label_index"]
+    feed = AugmentedWindows(
+        windows_train["signals"],
+        y_train,
+        _class_weights(y_train, len(classes), training["class_weighting"]),
+        scaler,
+        training["batch_size"],
+        training["augmentation"],
+        training["seed"],
+    )
+    validation = (
+        scale_signals(windows_validation["signals"], scaler),
+        windows_validation["label_index"],
+    )
+    schedule = training["lr_schedule"]
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=training["early_stopping_patience"],
+            restore_best_weights=True,
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss",
+            factor=schedule["factor"],
+            patience=schedule["patience"],
+            min_lr=schedule["min_lr"],
+        ),
+        EpochLogger(logger),
+    ]
+    started = time.perf_counter()
+    fitted = model.fit(
+        feed,
+        validation_data=validation,
+        epochs=training["epochs"],
+        callbacks=callbacks,
+        verbose=0,
+    )
+    logger.info(
+        "Trained %d epochs in %.1f s (%d parameters)",
+        len(fitted.history["loss"]),
+        time.perf_counter() - started,
+        model.count_params(),
+    )
+    history = {
+        name: [{"value": float(v), "step": step} for step, v in enumerate(values)]
+        for name, values in fitted.history.items()
+    }
+    return model, history
+
+
+def predict_probabilities(
+    model: keras.Model, signals: np.ndarray, scaler: dict[str, Any], batch_size: int = 512
+) -> np.ndarray:
+    """Class probabilities for windows in SI units, through the fitted scaler."""
+    scaled = scale_signals(signals, scaler)
+    return model.predict(scaled, batch_size=batch_size, verbose=0)
+
+
+def evaluate_model(
+    model: keras.Model,
+    windows_test: dict[str, np.ndarray],
+    scaler: dict[str, Any],
+    labels: dict[str, Any],
+) -> dict[str, Any]:
+    """Scores the network on the test subjects and measures its CPU prediction throughput."""
+    classes = class_names(labels)
+    predict_probabilities(model, windows_test["signals"][:256], scaler)  # warm-up (tracing)
+    started = time.perf_counter()
+    probabilities = predict_probabilities(model, windows_test["signals"], scaler)
+    elapsed = time.perf_counter() - started
+    report = classification_metrics(
+        windows_test["label_index"], probabilities.argmax(axis=1), classes
+    )
+    report["throughput_windows_per_s"] = float(len(probabilities) / elapsed)
+    report["test_subjects"] = sorted(set(windows_test["subject_id"].tolist()))
+    report["mean_confidence"] = float(probabilities.max(axis=1).mean())
+    logger.info(
+        "Network on test subjects: accuracy %.4f, macro-F1 %.4f, %.0f windows/s",
+        report["accuracy"],
+        report["macro_f1"],
+        report["throughput_windows_per_s"],
+    )
+    return report
+
+
+def train_baseline(
+    windows_train: dict[str, np.ndarray],
+    windows_validation: dict[str, np.ndarray],
+    baseline: dict[str, Any],
+    resampling: dict[str, Any],
+) -> RandomForestClassifier:
+    """Fits a random forest on per-window statistical features (train + validation subjects)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    signals = np.concatenate([windows_train["signals"], windows_validation["signals"]])
+    y = np.concatenate([windows_train["label_index"], windows_validation["label_index"]])
+    forest = RandomForestClassifier(
+        n_estimators=baseline["n_estimators"],
+        min_samples_leaf=baseline["min_samples_leaf"],
+        class_weight="balanced",
+        n_jobs=baseline["n_jobs"],
+        random_state=baseline["seed"],
+    )
+    return forest.fit(window_features(signals, resampling["target_rate_hz"]), y)
+
+
+def evaluate_baseline(
+    baseline_model: RandomForestClassifier,
+    windows_test: dict[str, np.ndarray],
+    labels: dict[str, Any],
+    resampling: dict[str, Any],
+) -> dict[str, Any]:
+    """Scores the baseline on the test subjects."""
+    features = window_features(windows_test["signals"], resampling["target_rate_hz"])
+    started = time.perf_counter()
+    predicted = baseline_model.predict(features)
+    elapsed = time.perf_counter() - started
+    report = classification_metrics(windows_test["label_index"], predicted, class_names(labels))
+    report["throughput_windows_per_s"] = float(len(predicted) / max(elapsed, 1e-9))
+    logger.info(
+        "Baseline on test subjects: accuracy %.4f, macro-F1 %.4f",
+        report["accuracy"],
+        report["macro_f1"],
+    )
+    return report
+
+
+def compare_models(
+    network_report: dict[str, Any], baseline_report: dict[str, Any]
+) -> dict[str, dict[str, float]]:
+    """Final metrics of both models, in the shape MlflowMetricsHistoryDataset logs."""
+    metrics = {}
+    for prefix, report in (("network", network_report), ("baseline", baseline_report)):
+        for name in ("accuracy", "macro_f1", "weighted_f1", "throughput_windows_per_s"):
+            metrics[f"{prefix}_{name}"] = {"value": float(report[name]), "step": 0}
+        for cls, scores in report["per_class"].items():
+            metrics[f"{prefix}_f1_{cls}"] = {"value": scores["f1"], "step": 0}
+    return metrics
+
+
+def plot_confusion_matrix(network_report: dict[str, Any]) -> go.Figure:
+    """Row-normalised confusion matrix heatmap with counts as text."""
+    classes = network_report["confusion_matrix"]["classes"]
+    counts = np.asarray(network_report["confusion_matrix"]["matrix"], dtype=float)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+    figure = go.Figure(
+        go.Heatmap(
+            z=share,
+            x=classes,
+            y=classes,
+            text=counts.astype(int),
+            texttemplate="%{text}",
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            colorbar={"title": "share of true class"},
+        )
+    )
+    figure.update_layout(
+        title=f"Test confusion matrix (macro-F1 {network_report['macro_f1']:.3f})",
+        xaxis_title="predicted",
+        yaxis_title="true",
+        yaxis_autorange="reversed",
+    )
+    return figure
+
+
+def build_contract(
+    scaler: dict[str, Any],
+    windowing: dict[str, Any],
+    resampling: dict[str, Any],
+    labels: dict[str, Any],
+) -> dict[str, Any]:
+    """The preprocessing contract a model needs its input to honour."""
+    return {
+        "class_names": class_names(labels),
+        "channels": list(CHANNELS),
+        "units": {"acc": SI_UNITS["accelerometer"], "gyro": SI_UNITS["gyroscope"]},
+        "target_rate_hz": float(resampling["target_rate_hz"]),
+        "window_size": int(windowing["window_size"]),
+        "overlap": float(windowing["overlap"]),
+        "scaler": {"mean": list(scaler["mean"]), "std": list(scaler["std"])},
+    }
+
+
+def register_model(
+    model: keras.Model,
+    contract: dict[str, Any],
+    network_report: dict[str, Any],
+    registry: dict[str, Any],
+) -> dict[str, Any]:
+    """Logs the model to the active MLflow run, registers it and applies the quality gate."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    run = mlflow.active_run()
+    if run is None or not registry["enabled"]:
+        reason = "registry disabled" if not registry["enabled"] else "no active MLflow run"
+        logger.warning("Model not registered: %s", reason)
+        return {"registered": False, "reason": reason}
+    client = MlflowClient()
+    champion = None
+    try:
+        current = client.get_model_version_by_alias(registry["model_name"], "champion")
+        champion = {
+            "version": current.version,
+            "macro_f1": float(current.tags.get("macro_f1", "nan")),
+            "test_subjects": current.tags.get("test_subjects", "").split(","),
+        }
+    except mlflow.exceptions.MlflowException:
+        logger.info("No champion registered yet for %s", registry["model_name"])
+    decision = decide_promotion(
+        network_report["macro_f1"],
+        network_report["test_subjects"],
+        champion,
+        registry["min_macro_f1"],
+    )
+    info = mlflow.keras.log_model(
+        model, name="model", metadata={"preprocessing_contract": contract}
+    )
+    mlflow.log_dict(contract, "preprocessing_contract.json")
+    version = mlflow.register_model(info.model_uri, registry["model_name"])
+    tags = {
+        "macro_f1": f"{network_report['macro_f1']:.6f}",
+        "test_subjects": ",".join(network_report["test_subjects"]),
+        "gate": "; ".join(decision["reasons"]),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(registry["model_name"], version.version, key, value)
+    client.set_registered_model_alias(registry["model_name"], decision["alias"], version.version)
+    log = logger.info if decision["alias"] == "champion" else logger.warning
+    log(
+        "Registered %s v%s as %s: %s",
+        registry["model_name"],
+        version.version,
+        decision["alias"],
+        "; ".join(decision["reasons"]),
+    )
+    return {
+        "registered": True,
+        "model_name": registry["model_name"],
+        "version": int(version.version),
+        "alias": decision["alias"],
+        "reasons": decision["reasons"],
+        "run_id": run.info.run_id,
+        "previous_champion": champion,
+    }

@@ -1,0 +1,82 @@
+"""Wiring of the training pipeline."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import (
+    build_contract,
+    compare_models,
+    evaluate_baseline,
+    evaluate_model,
+    plot_confusion_matrix,
+    register_model,
+    train_baseline,
+    train_model,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Network and baseline on the same windows, evaluated, tracked and registered."""
+    return Pipeline(
+        [
+            Node(
+                train_model,
+                inputs=[
+                    "windows_train",
+                    "windows_validation",
+                    "scaler",
+                    "params:architecture",
+                    "params:training",
+                    "params:labels",
+                ],
+                outputs=["model", "training_history"],
+                name="train_model",
+            ),
+            Node(
+                evaluate_model,
+                inputs=["model", "windows_test", "scaler", "params:labels"],
+                outputs="evaluation_report",
+                name="evaluate_model",
+            ),
+            Node(
+                train_baseline,
+                inputs=[
+                    "windows_train",
+                    "windows_validation",
+                    "params:baseline",
+                    "params:resampling",
+                ],
+                outputs="baseline_model",
+                name="train_baseline",
+            ),
+            Node(
+                evaluate_baseline,
+                inputs=["baseline_model", "windows_test", "params:labels", "params:resampling"],
+                outputs="baseline_report",
+                name="evaluate_baseline",
+            ),
+            Node(
+                compare_models,
+                inputs=["evaluation_report", "baseline_report"],
+                outputs="test_metrics",
+                name="compare_models",
+            ),
+            Node(
+                plot_confusion_matrix,
+                inputs="evaluation_report",
+                outputs="confusion_matrix_plot",
+                name="plot_confusion_matrix",
+            ),
+            Node(
+                build_contract,
+                inputs=["scaler", "params:windowing", "params:resampling", "params:labels"],
+                outputs="model_contract",
+                name="build_contract",
+            ),
+            Node(
+                register_model,
+                inputs=["model", "model_contract", "evaluation_report", "params:registry"],
+                outputs="model_registration",
+                name="register_model",
+            ),
+        ]
+    )

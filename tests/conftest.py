@@ -1,0 +1,148 @@
+"""Shared fixtures: the project's default parameters and writers for wearable-export folders."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PARAMETERS_FILE = PROJECT_ROOT / "conf" / "base" / "parameters_data_processing.yml"
+HAPT_ZIP = PROJECT_ROOT / "data" / "01_raw" / "hapt_rawdata.zip"
+
+# A realistic epoch-milliseconds clock start for synthetic wearable exports.
+EPOCH_MS = 1_700_000_000_000
+
+Frame = pd.DataFrame | str | None
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+@pytest.fixture(scope="session")
+def _base_parameters() -> dict[str, Any]:
+    with PARAMETERS_FILE.open() as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.fixture
+def parameters(_base_parameters) -> dict[str, Any]:
+    """A fresh deep copy of conf/base/parameters_data_processing.yml (tests may mutate it)."""
+    return copy.deepcopy(_base_parameters)
+
+
+@pytest.fixture
+def raw_source(parameters) -> dict[str, Any]:
+    return parameters["raw_source"]
+
+
+@pytest.fixture
+def si_raw_source(parameters) -> dict[str, Any]:
+    """The default raw_source, declared as already in SI units (m/s^2, rad/s)."""
+    return {**parameters["raw_source"], "accelerometer_unit": "m/s^2", "gyroscope_unit": "rad/s"}
+
+
+@pytest.fixture
+def validation_params(parameters) -> dict[str, Any]:
+    return parameters["validation"]
+
+
+@pytest.fixture
+def resampling(parameters) -> dict[str, Any]:
+    return parameters["resampling"]
+
+
+@pytest.fixture
+def windowing(parameters) -> dict[str, Any]:
+    return parameters["windowing"]
+
+
+@pytest.fixture
+def labels_params(parameters) -> dict[str, Any]:
+    return parameters["labels"]
+
+
+@pytest.fixture
+def split_params(parameters) -> dict[str, Any]:
+    return parameters["split"]
+
+
+# --------------------------------------------------------------------------- recordings
+
+
+def _write(path: Path, content: Frame) -> None:
+    if content is None:
+        return
+    if isinstance(content, pd.DataFrame):
+        content.to_csv(path, index=False)
+    else:
+        path.write_text(content)
+
+
+def write_recording(
+    root: Path,
+    rec_id: str,
+    acc: Frame,
+    gyro: Frame,
+    labels: Frame = None,
+    metadata: dict[str, Any] | str | None = None,
+) -> Path:
+    """Writes ``<root>/<rec_id>/{accelerometer,gyroscope,labels}.csv`` and ``metadata.json``.
+
+    Each stream may be a DataFrame (written with ``to_csv(index=False)``), raw text (written
+    as is, so tests can write empty files, header-only files, garbage rows) or ``None`` (the
+    file is not written). ``metadata`` may be a dict (JSON-encoded) or raw text.
+    """
+    folder = Path(root) / rec_id
+    folder.mkdir(parents=True, exist_ok=True)
+    _write(folder / "accelerometer.csv", acc)
+    _write(folder / "gyroscope.csv", gyro)
+    _write(folder / "labels.csv", labels)
+    if metadata is not None:
+        text = metadata if isinstance(metadata, str) else json.dumps(metadata)
+        (folder / "metadata.json").write_text(text)
+    return folder
+
+
+def make_recording(
+    duration_s: float = 10.0,
+    rate_hz: float = 50.0,
+    start_ms: int = EPOCH_MS,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A clean synthetic recording: two streams on the same exact grid, known signals.
+
+    With ``t`` in seconds since ``start_ms``: accelerometer x = sin(2*pi*t), y = 0.5*t,
+    z = 1.0; gyroscope x = cos(2*pi*t), y = -0.1*t, z = 0.2. Timestamps are integer ms.
+    """
+    n = int(round(duration_s * rate_hz)) + 1
+    offsets = np.round(np.arange(n) * 1000.0 / rate_hz).astype(np.int64)
+    t = offsets / 1000.0
+    timestamp = start_ms + offsets
+    acc = pd.DataFrame(
+        {"timestamp": timestamp, "x": np.sin(2 * np.pi * t), "y": 0.5 * t, "z": np.ones(n)}
+    )
+    gyro = pd.DataFrame(
+        {"timestamp": timestamp, "x": np.cos(2 * np.pi * t), "y": -0.1 * t, "z": np.full(n, 0.2)}
+    )
+    return acc, gyro
+
+
+def to_csv_text(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False)
+
+
+@pytest.fixture(name="write_recording")
+def write_recording_fixture() -> Callable[..., Path]:
+    return write_recording
+
+
+@pytest.fixture(name="make_recording")
+def make_recording_fixture() -> Callable[..., tuple[pd.DataFrame, pd.DataFrame]]:
+    return make_recording

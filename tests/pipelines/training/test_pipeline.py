@@ -1,0 +1,70 @@
+"""End to end: data_processing + training through a Kedro session in the `test` environment."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from har_mlops.pipelines.training import create_pipeline
+from har_mlops.pipelines.training.nodes import build_contract
+
+PROJECT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    bootstrap_project(PROJECT)
+    with KedroSession.create(project_path=PROJECT, env="test") as session:
+        session.run(pipeline_names=["data_processing", "training"])
+        context = session.load_context()
+        catalog = context.catalog
+        yield {
+            "catalog": catalog,
+            "params": context.params,
+        }
+
+
+def test_metrics_are_probabilities(trained):
+    catalog = trained["catalog"]
+    for name in ("evaluation_report", "baseline_report"):
+        report = catalog.load(name)
+        for key in ("accuracy", "macro_f1", "weighted_f1"):
+            assert 0.0 <= report[key] <= 1.0
+        for scores in report["per_class"].values():
+            assert all(0.0 <= scores[k] <= 1.0 for k in ("precision", "recall", "f1"))
+        assert report["throughput_windows_per_s"] > 0
+
+
+def test_confusion_matrix_sums_to_test_windows(trained):
+    catalog = trained["catalog"]
+    n_test = catalog.load("windows_test")["label"].size
+    report = catalog.load("evaluation_report")
+    assert np.asarray(report["confusion_matrix"]["matrix"]).sum() == n_test == report["windows"]
+    assert report["test_subjects"] == ["2"]
+
+
+def test_contract_round_trips_and_matches_parameters(trained):
+    catalog, params = trained["catalog"], trained["params"]
+    contract = catalog.load("model_contract")
+    expected = build_contract(
+        catalog.load("scaler"), params["windowing"], params["resampling"], params["labels"]
+    )
+    assert contract == json.loads(json.dumps(expected))
+    model = catalog.load("model")
+    assert model.input_shape == (None, contract["window_size"], len(contract["channels"]))
+    assert model.output_shape == (None, len(contract["class_names"]))
+
+
+def test_model_is_registered_with_an_alias(trained):
+    registration = trained["catalog"].load("model_registration")
+    assert registration["registered"] is True
+    assert registration["alias"] in {"champion", "challenger"}
+    assert registration["reasons"]
+
+
+def test_pipeline_outputs_cover_reporting():
+    outputs = create_pipeline().all_outputs()
+    assert {"model", "evaluation_report", "confusion_matrix_plot", "model_contract"} <= outputs
