@@ -98,6 +98,12 @@ def resample_recordings(
         frame.insert(0, "recording_id", rec_id)
         frame.insert(1, "subject_id", record["subject_id"])
         frames.append(frame)
+    if not frames:
+        raise ValueError(
+            "No recording has overlapping accelerometer and gyroscope samples within "
+            f"merge_tolerance_ms={resampling['merge_tolerance_ms']} and "
+            f"max_gap_ms={resampling['max_gap_ms']}: {sorted(validated_recordings)}"
+        )
     samples = pd.concat(frames, ignore_index=True)
     samples["recording_id"] = samples["recording_id"].astype("string")
     samples["subject_id"] = samples["subject_id"].astype("string")
@@ -137,8 +143,11 @@ def assign_labels(
         if segments is None or segments.empty:
             continue
         t = timestamps[start:stop]
-        seg = np.searchsorted(segments["start"].to_numpy(), t, side="right") - 1
-        covered = (seg >= 0) & (t <= segments["end"].to_numpy()[np.maximum(seg, 0)])
+        starts, ends = segments["start"].to_numpy(), segments["end"].to_numpy()
+        seg = np.searchsorted(starts, t, side="right") - 1
+        # Segments covering t = those started by t minus those ended before t.
+        covering = (seg + 1) - np.searchsorted(np.sort(ends), t, side="left")
+        covered = (seg >= 0) & (t <= ends[np.maximum(seg, 0)]) & (covering == 1)
         names = segments["activity"].to_numpy(dtype=object)
         labels[start:stop][covered] = names[seg[covered]]
     labelled = samples.copy()
@@ -237,6 +246,11 @@ def split_windows(
     subjects = windows["subject_id"]
     test_subjects = {str(s) for s in split["test_subjects"]}
     remaining = sorted(set(subjects) - test_subjects)
+    if not remaining:
+        raise ValueError(
+            f"The train split is empty: every subject present {sorted(set(subjects))} "
+            "is a test subject"
+        )
     if split.get("validation_subjects"):
         validation_subjects = {str(s) for s in split["validation_subjects"]}
     else:

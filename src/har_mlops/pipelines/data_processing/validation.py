@@ -44,6 +44,22 @@ def _stream_stats(timestamps: np.ndarray, max_gap_ms: float) -> dict[str, Any]:
     }
 
 
+def _structural_problem(frame: pd.DataFrame | None, read_error: str | None) -> str | None:
+    """Why a stream cannot be read as sensor data at all, or None."""
+    if read_error is not None:
+        return f"unreadable CSV: {read_error}"
+    if frame is None:
+        return "missing stream (file not found)"
+    if frame.shape[1] == 0:
+        return "empty file"
+    missing = [c for c in SENSOR_COLUMNS if c not in frame.columns]
+    if missing:
+        return f"missing column(s) {missing}; expected header {','.join(SENSOR_COLUMNS)}"
+    if len(frame) == 0:
+        return "header only, no data rows"
+    return None
+
+
 def _validate_stream(
     frame: pd.DataFrame | None,
     file: str,
@@ -54,20 +70,13 @@ def _validate_stream(
 ) -> tuple[pd.DataFrame | None, dict[str, Any], list[dict[str, Any]]]:
     """Checks one sensor stream; returns the repaired frame (None if unusable), stats, problems."""
     stats: dict[str, Any] = {"file": file}
-    if read_error is not None:
-        return None, stats, [_problem(file, f"unreadable CSV: {read_error}", 0, "rejected")]
-    if frame is None:
-        return None, stats, [_problem(file, "missing stream (file not found)", 0, "rejected")]
-    if frame.shape[1] == 0:
-        return None, stats, [_problem(file, "empty file", 0, "rejected")]
-    missing = [c for c in SENSOR_COLUMNS if c not in frame.columns]
-    if missing:
-        problem = f"missing column(s) {missing}; expected header {','.join(SENSOR_COLUMNS)}"
-        return None, stats, [_problem(file, problem, len(frame), "rejected")]
+    if frame is not None and read_error is None:
+        stats["rows"] = len(frame)
+    unusable = _structural_problem(frame, read_error)
+    if unusable is not None:
+        rows = 0 if frame is None or frame.shape[1] == 0 else len(frame)
+        return None, stats, [_problem(file, unusable, rows, "rejected")]
     rows = len(frame)
-    stats["rows"] = rows
-    if rows == 0:
-        return None, stats, [_problem(file, "header only, no data rows", 0, "rejected")]
 
     problems: list[dict[str, Any]] = []
     values = _numeric(frame, SENSOR_COLUMNS)
@@ -113,6 +122,14 @@ def _validate_stream(
         return None, stats, problems
     values = values.reset_index(drop=True)
     stats.update(_stream_stats(values["timestamp"].to_numpy(), max_gap_ms))
+    median_interval = float(np.median(np.diff(values["timestamp"].to_numpy())))
+    if median_interval > max_gap_ms:
+        problem = (
+            f"too sparse: median sample interval {median_interval:g} ms exceeds "
+            f"max_gap_ms={max_gap_ms:g}, so nothing could be interpolated"
+        )
+        problems.append(_problem(file, problem, len(values), "rejected"))
+        return None, stats, problems
     if stats["gaps"]:
         problems.append(
             _problem(
@@ -152,7 +169,13 @@ def _validate_labels(
     labels = pd.DataFrame(
         {"start": bounds["start"][ok], "end": bounds["end"][ok], "activity": activity[ok]}
     )
-    return labels.sort_values("start", kind="stable").reset_index(drop=True), problems
+    labels = labels.sort_values("start", kind="stable").reset_index(drop=True)
+    ends_so_far = labels["end"].cummax().to_numpy()
+    overlapping = int((labels["start"].to_numpy()[1:] <= ends_so_far[:-1]).sum())
+    if overlapping:
+        problem = "overlapping label segments: samples covered by more than one are left unlabelled"
+        problems.append(_problem(file, problem, overlapping, "ignored"))
+    return labels, problems
 
 
 def _validate_recording(
@@ -231,7 +254,8 @@ def validate_recordings(
         "gyroscope": validation["gyroscope_limit_rads"]
         / unit_factor("gyroscope", raw_source["gyroscope_unit"]),
     }
-    min_duration_s = windowing["window_size"] / resampling["target_rate_hz"]
+    # One window of N samples spans N - 1 sample periods.
+    min_duration_s = (windowing["window_size"] - 1) / resampling["target_rate_hz"]
     valid: dict[str, dict[str, Any]] = {}
     entries = []
     for rec_id in sorted(raw_recordings):

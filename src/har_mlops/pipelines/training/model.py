@@ -29,9 +29,12 @@ def build_cnn_bilstm(
         keras.layers.LSTM(architecture["lstm_units"], return_sequences=True), name="bilstm"
     )(x)
     # Average and max over time: the activity is a property of the whole window.
-    x = keras.layers.Concatenate(name="pool_time")(
-        [keras.layers.GlobalAveragePooling1D()(x), keras.layers.GlobalMaxPooling1D()(x)]
-    )
+    pooled = [keras.layers.GlobalAveragePooling1D()(x), keras.layers.GlobalMaxPooling1D()(x)]
+    if architecture.get("orientation_skip", False):
+        # The window mean of the (standardised) raw signals is the device's orientation to
+        # gravity: what separates sitting from standing for a waist-worn sensor.
+        pooled.append(keras.layers.GlobalAveragePooling1D(name="orientation")(inputs))
+    x = keras.layers.Concatenate(name="pool_time")(pooled)
     x = keras.layers.Dropout(architecture["dropout"], name="head_dropout")(x)
     x = keras.layers.Dense(architecture["dense_units"], activation="relu", name="dense")(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)

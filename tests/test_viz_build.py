@@ -1,0 +1,31 @@
+"""`kedro viz build` exits 0 even when it fails, so the test reads what it wrote."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def test_viz_build_lists_pipelines_and_layers():
+    build = PROJECT / "build"
+    shutil.rmtree(build, ignore_errors=True)
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+    kedro = Path(sys.executable).with_name("kedro")
+    subprocess.run(
+        [str(kedro), "viz", "build"], cwd=PROJECT, env=env, check=True, capture_output=True
+    )
+    graph = json.loads((build / "api" / "main").read_text())
+    pipelines = {p["id"] for p in graph["pipelines"]}
+    assert {"data_processing", "training", "__default__"} <= pipelines
+    nodes = {n["name"]: n for n in graph["nodes"]}
+    for task in ("validate_recordings", "window_samples", "split_windows", "train_model"):
+        assert nodes[task]["type"] == "task"
+    assert nodes["raw_recordings"]["layer"] == "raw"
+    assert nodes["samples"]["layer"] == "intermediate"
+    assert nodes["windows_train"]["layer"] == "model_input"
+    assert nodes["scaler"]["layer"] == "models"
+    assert nodes["validation_report"]["layer"] == "reporting"
