@@ -1,9 +1,11 @@
-"""Shared fixtures: the project's default parameters and writers for wearable-export folders."""
+"""Shared fixtures: default parameters, wearable-export writers, a throw-away project copy."""
 
 from __future__ import annotations
 
 import copy
 import json
+import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -146,3 +148,44 @@ def write_recording_fixture() -> Callable[..., Path]:
 @pytest.fixture(name="make_recording")
 def make_recording_fixture() -> Callable[..., tuple[pd.DataFrame, pd.DataFrame]]:
     return make_recording
+
+
+# --------------------------------------------------------------------------- Kedro project
+
+
+def make_project_copy(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A throw-away copy of the project (pyproject, conf, the HAPT zip) under ``root``.
+
+    Every configuration environment is copied except ``conf/local`` (credentials), which is
+    left empty. The package itself is imported from the editable install; ``src/`` only has
+    to exist. Process-wide state a Kedro session touches (cwd, sys.path, PYTHONPATH, MLflow
+    URIs) is saved in ``monkeypatch`` and restored when it is undone.
+    """
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    project = root / "project"
+    (project / "src").mkdir(parents=True)
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", project)
+    for env in (PROJECT_ROOT / "conf").iterdir():
+        if env.is_dir() and env.name != "local":
+            shutil.copytree(env, project / "conf" / env.name)
+    (project / "conf" / "local").mkdir()
+    (project / "data" / "01_raw").mkdir(parents=True)
+    (project / "data" / "01_raw" / HAPT_ZIP.name).symlink_to(HAPT_ZIP)
+
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("PYTHONPATH", "")
+    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
+    monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
+    return project
+
+
+@pytest.fixture
+def project_copy(tmp_path, monkeypatch) -> Path:
+    """A throw-away project copy in ``tmp_path`` for one test (see make_project_copy)."""
+    return make_project_copy(tmp_path, monkeypatch)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import sys
 import zipfile
 
 import numpy as np
@@ -20,7 +18,7 @@ from har_mlops.datasets import NpzDataset
 from har_mlops.pipelines.data_processing import create_pipeline
 from har_mlops.pipelines.data_processing.nodes import CHANNELS
 from har_mlops.units import STANDARD_GRAVITY
-from tests.conftest import EPOCH_MS, HAPT_ZIP, PROJECT_ROOT, make_recording
+from tests.conftest import EPOCH_MS, HAPT_ZIP, make_recording
 
 PARAMETER_GROUPS = ["raw_source", "validation", "resampling", "windowing", "labels", "split"]
 
@@ -185,37 +183,6 @@ def test_in_memory_run_scaler_and_reports(in_memory_run):
 
 
 # --------------------------------------------------------------------------- Kedro session
-
-
-@pytest.fixture
-def project_copy(tmp_path, monkeypatch):
-    """A throw-away copy of the project (pyproject, conf, the HAPT zip) so outputs land in tmp.
-
-    The package itself is imported from the editable install; ``src/`` only has to exist.
-    Process-wide state the session touches (cwd, sys.path, PYTHONPATH, MLflow URIs) is
-    restored afterwards.
-    """
-    import mlflow.tracking._model_registry.utils as registry_utils
-    import mlflow.tracking._tracking_service.utils as tracking_utils
-
-    project = tmp_path / "project"
-    (project / "src").mkdir(parents=True)
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", project)
-    shutil.copytree(PROJECT_ROOT / "conf" / "base", project / "conf" / "base")
-    shutil.copytree(PROJECT_ROOT / "conf" / "test", project / "conf" / "test")
-    (project / "conf" / "local").mkdir()
-    (project / "data" / "01_raw").mkdir(parents=True)
-    (project / "data" / "01_raw" / HAPT_ZIP.name).symlink_to(HAPT_ZIP)
-
-    monkeypatch.chdir(project)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.setenv("PYTHONPATH", "")
-    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
-    monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
-    return project
 
 
 def _hapt_row(name: str, index: int) -> list[float]:

@@ -1,8 +1,6 @@
 """End to end: data_processing + training through a Kedro session in the `test` environment."""
 
 import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 from kedro.framework.session import KedroSession
@@ -10,21 +8,18 @@ from kedro.framework.startup import bootstrap_project
 
 from har_mlops.pipelines.training import create_pipeline
 from har_mlops.pipelines.training.nodes import build_contract
-
-PROJECT = Path(__file__).resolve().parents[3]
+from tests.conftest import make_project_copy
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    bootstrap_project(PROJECT)
-    with KedroSession.create(project_path=PROJECT, env="test") as session:
-        session.run(pipeline_names=["data_processing", "training"])
-        context = session.load_context()
-        catalog = context.catalog
-        yield {
-            "catalog": catalog,
-            "params": context.params,
-        }
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        project = make_project_copy(tmp_path_factory.mktemp("training"), monkeypatch)
+        bootstrap_project(project)
+        with KedroSession.create(project_path=project, env="test") as session:
+            session.run(pipeline_names=["data_processing", "training"])
+            context = session.load_context()
+            yield {"catalog": context.catalog, "params": context.params, "project": project}
 
 
 def test_metrics_are_probabilities(trained):
@@ -59,10 +54,23 @@ def test_contract_round_trips_and_matches_parameters(trained):
 
 
 def test_model_is_registered_with_an_alias(trained):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
     registration = trained["catalog"].load("model_registration")
     assert registration["registered"] is True
-    assert registration["alias"] in {"champion", "challenger"}
-    assert registration["reasons"]
+    # Two epochs on four subjects cannot pass the 0.95 gate.
+    assert registration["alias"] == "challenger"
+    assert "below the gate" in registration["reasons"][0]
+    client = MlflowClient(tracking_uri=f"sqlite:///{trained['project'] / 'mlflow-test.db'}")
+    version = client.get_model_version_by_alias(registration["model_name"], "challenger")
+    assert int(version.version) == registration["version"]
+    assert version.tags["test_subjects"] == "2"
+    run = client.get_run(registration["run_id"])
+    assert "test.network_macro_f1" in run.data.metrics
+    assert run.data.params["training.seed"] == "42"
+    logged = mlflow.models.get_model_info(f"models:/{registration['model_name']}/{version.version}")
+    assert logged.metadata["preprocessing_contract"] == trained["catalog"].load("model_contract")
 
 
 def test_pipeline_outputs_cover_reporting():

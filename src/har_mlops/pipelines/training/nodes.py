@@ -77,8 +77,9 @@ def train_model(
     schedule = training["lr_schedule"]
     callbacks = [
         keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            patience=training["early_stopping_patience"],
+            monitor=training["early_stopping"]["monitor"],
+            patience=training["early_stopping"]["patience"],
+            start_from_epoch=training["early_stopping"]["start_from_epoch"],
             restore_best_weights=True,
         ),
         keras.callbacks.ReduceLROnPlateau(

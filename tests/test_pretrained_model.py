@@ -1,0 +1,48 @@
+"""The shipped pretrained model must match the current default parameters."""
+
+import json
+from pathlib import Path
+
+import pytest
+from kedro.config import OmegaConfigLoader
+
+from har_mlops.pipelines.data_processing.nodes import CHANNELS, class_names
+
+PROJECT = Path(__file__).resolve().parents[1]
+PRETRAINED = PROJECT / "data" / "06_models" / "pretrained"
+
+
+@pytest.fixture(scope="module")
+def params():
+    loader = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="base")
+    return loader["parameters"]
+
+
+@pytest.fixture(scope="module")
+def contract():
+    return json.loads((PRETRAINED / "model_contract.json").read_text())
+
+
+def test_contract_matches_default_parameters(contract, params):
+    assert contract["class_names"] == class_names(params["labels"])
+    assert contract["channels"] == CHANNELS
+    assert contract["units"] == {"acc": "m/s^2", "gyro": "rad/s"}
+    assert contract["window_size"] == params["windowing"]["window_size"]
+    assert contract["overlap"] == params["windowing"]["overlap"]
+    assert contract["target_rate_hz"] == params["resampling"]["target_rate_hz"]
+    assert len(contract["scaler"]["mean"]) == len(contract["scaler"]["std"]) == len(CHANNELS)
+    assert all(s > 0 for s in contract["scaler"]["std"])
+
+
+def test_model_shapes_match_contract(contract):
+    import keras
+
+    model = keras.saving.load_model(PRETRAINED / "har_cnn_bilstm.keras")
+    assert model.input_shape == (None, contract["window_size"], len(contract["channels"]))
+    assert model.output_shape == (None, len(contract["class_names"]))
+
+
+def test_shipped_metrics_are_recorded_and_small():
+    metrics = json.loads((PRETRAINED / "metrics.json").read_text())
+    assert metrics["network"]["macro_f1"] >= 0.95
+    assert (PRETRAINED / "har_cnn_bilstm.keras").stat().st_size < 2 * 1024 * 1024
