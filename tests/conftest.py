@@ -159,10 +159,12 @@ def make_project_copy(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     Every configuration environment is copied except ``conf/local`` (credentials), which is
     left empty. The package itself is imported from the editable install; ``src/`` only has
     to exist. Process-wide state a Kedro session touches (cwd, sys.path, PYTHONPATH, MLflow
-    URIs) is saved in ``monkeypatch`` and restored when it is undone.
+    URIs and active runs) is saved in ``monkeypatch`` and restored when it is undone.
     """
     import mlflow.tracking._model_registry.utils as registry_utils
     import mlflow.tracking._tracking_service.utils as tracking_utils
+    from mlflow.tracking import fluent
+    from mlflow.utils.thread_utils import ThreadLocalVariable
 
     project = root / "project"
     (project / "src").mkdir(parents=True)
@@ -182,6 +184,12 @@ def make_project_copy(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
     monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
+    # kedro-mlflow 2.0.3 re-opens the pipeline's run before every node (start_run with the
+    # active run's id, nested=True), which mlflow 3.17 pushes onto its active-run stack again;
+    # after_pipeline_run pops one entry only. Give each copy its own stack so a leftover
+    # "active" run cannot leak into the next KedroSession of this process.
+    monkeypatch.setattr(fluent, "_active_run_stack", ThreadLocalVariable(default_factory=list))
+    monkeypatch.setattr(fluent, "_active_experiment_id", fluent._active_experiment_id)
     return project
 
 

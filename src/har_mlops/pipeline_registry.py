@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from har_mlops.pipelines import data_processing, training
+from har_mlops.pipelines import data_processing, inference, training
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -16,6 +16,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines = {
         "data_processing": data_processing.create_pipeline(),
         "training": training.create_pipeline(),
+        "inference": inference.create_pipeline(),
     }
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
     return pipelines

@@ -1,7 +1,8 @@
 """Project-specific Kedro datasets (raw recording readers and array storage)."""
 
 from .hapt_zip_dataset import HaptZipDataset
+from .model_bundle_dataset import ModelBundleDataset
 from .npz_dataset import NpzDataset
 from .wearable_export_dataset import WearableExportDataset
 
-__all__ = ["HaptZipDataset", "NpzDataset", "WearableExportDataset"]
+__all__ = ["HaptZipDataset", "ModelBundleDataset", "NpzDataset", "WearableExportDataset"]

@@ -27,8 +27,10 @@ class WearableExportDataset(AbstractDataset[dict[str, dict[str, Any]], dict[str,
     folder name.
     """
 
-    def __init__(self, path: str, metadata: dict | None = None):
+    def __init__(self, path: str, save_args: dict | None = None, metadata: dict | None = None):
+        """``save_args`` go to ``DataFrame.to_csv`` (e.g. ``float_format``)."""
         self._path = Path(path)
+        self._save_args = {"index": False, **(save_args or {})}
         self.metadata = metadata
 
     def _load(self) -> dict[str, dict[str, Any]]:
@@ -70,7 +72,7 @@ class WearableExportDataset(AbstractDataset[dict[str, dict[str, Any]], dict[str,
             for stream, filename in STREAM_FILES.items():
                 frame = record.get(stream)
                 if frame is not None:
-                    frame.to_csv(folder / filename, index=False)
+                    frame.to_csv(folder / filename, **self._save_args)
             if record.get("subject_id") is not None:
                 (folder / METADATA_FILE).write_text(
                     json.dumps({"subject_id": str(record["subject_id"])})

@@ -1,6 +1,7 @@
 """End to end: data_processing + training through a Kedro session in the `test` environment."""
 
 import json
+
 import numpy as np
 import pytest
 from kedro.framework.session import KedroSession

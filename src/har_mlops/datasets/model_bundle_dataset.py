@@ -1,0 +1,84 @@
+"""Loads a trained model together with its preprocessing contract, locally or from MLflow."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from kedro.io import AbstractDataset, DatasetError
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "har_cnn_bilstm.keras"
+CONTRACT_FILE = "model_contract.json"
+
+
+class ModelBundleDataset(AbstractDataset[None, dict[str, Any]]):
+    """``{"model": keras.Model, "contract": dict, "source": str}`` from one of two places.
+
+    ``source: local`` tries each folder of ``paths`` in order and takes the first holding both
+    ``har_cnn_bilstm.keras`` and ``model_contract.json``: by default the last trained model
+    (``data/06_models``) and else the shipped pretrained one. ``source: registry`` loads
+    ``model_uri`` (e.g. ``models:/har_cnn_bilstm@champion``) from MLflow, whose logged model
+    carries the contract in its metadata.
+    """
+
+    def __init__(
+        self,
+        source: str = "local",
+        paths: list[str] | None = None,
+        model_uri: str | None = None,
+        metadata: dict | None = None,
+    ):
+        if source not in {"local", "registry"}:
+            raise DatasetError(
+                f"ModelBundleDataset source must be local or registry, not {source!r}"
+            )
+        self._source = source
+        self._paths = [Path(p) for p in (paths or [])]
+        self._model_uri = model_uri
+        self.metadata = metadata
+
+    def _load(self) -> dict[str, Any]:
+        if self._source == "registry":
+            return self._load_registry()
+        import keras
+
+        for folder in self._paths:
+            if (folder / MODEL_FILE).is_file() and (folder / CONTRACT_FILE).is_file():
+                logger.info("Using the model in %s", folder)
+                return {
+                    "model": keras.saving.load_model(folder / MODEL_FILE),
+                    "contract": json.loads((folder / CONTRACT_FILE).read_text()),
+                    "source": str(folder / MODEL_FILE),
+                }
+        raise DatasetError(
+            f"No model bundle ({MODEL_FILE} + {CONTRACT_FILE}) in any of "
+            f"{[str(p) for p in self._paths]}; run `kedro run --pipelines training` first"
+        )
+
+    def _load_registry(self) -> dict[str, Any]:
+        import mlflow
+
+        try:
+            info = mlflow.models.get_model_info(self._model_uri)
+            model = mlflow.keras.load_model(self._model_uri)
+        except mlflow.exceptions.MlflowException as exc:
+            raise DatasetError(f"Cannot load {self._model_uri} from MLflow: {exc}") from exc
+        contract = (info.metadata or {}).get("preprocessing_contract")
+        if contract is None:
+            raise DatasetError(f"{self._model_uri} carries no preprocessing_contract metadata")
+        logger.info("Using %s (run %s)", self._model_uri, info.run_id)
+        return {"model": model, "contract": contract, "source": self._model_uri}
+
+    def _save(self, data: None) -> None:
+        raise DatasetError("ModelBundleDataset is read-only; training saves model and contract")
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "source": self._source,
+            "paths": [str(p) for p in self._paths],
+            "model_uri": self._model_uri,
+        }
