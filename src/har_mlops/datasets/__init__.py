@@ -5,4 +5,9 @@ from .model_bundle_dataset import ModelBundleDataset
 from .npz_dataset import NpzDataset
 from .wearable_export_dataset import WearableExportDataset
 
-__all__ = ["HaptZipDataset", "ModelBundleDataset", "NpzDataset", "WearableExportDataset"]
+__all__ = [
+    "HaptZipDataset",
+    "ModelBundleDataset",
+    "NpzDataset",
+    "WearableExportDataset",
+]

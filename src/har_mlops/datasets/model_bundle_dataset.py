@@ -15,14 +15,14 @@ MODEL_FILE = "har_cnn_bilstm.keras"
 CONTRACT_FILE = "model_contract.json"
 
 
-class ModelBundleDataset(AbstractDataset[None, dict[str, Any]]):
+class ModelBundleDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     """``{"model": keras.Model, "contract": dict, "source": str}`` from one of two places.
 
     ``source: local`` tries each folder of ``paths`` in order and takes the first holding both
     ``har_cnn_bilstm.keras`` and ``model_contract.json``: by default the last trained model
     (``data/06_models``) and else the shipped pretrained one. ``source: registry`` loads
     ``model_uri`` (e.g. ``models:/har_cnn_bilstm@champion``) from MLflow, whose logged model
-    carries the contract in its metadata.
+    carries the contract in its metadata. Saving (training) writes to the first of ``paths``.
     """
 
     def __init__(
@@ -46,6 +46,8 @@ class ModelBundleDataset(AbstractDataset[None, dict[str, Any]]):
             return self._load_registry()
         import keras
 
+        import har_mlops.pipelines.training.model  # noqa: F401  (registers custom layers)
+
         for folder in self._paths:
             if (folder / MODEL_FILE).is_file() and (folder / CONTRACT_FILE).is_file():
                 logger.info("Using the model in %s", folder)
@@ -62,6 +64,8 @@ class ModelBundleDataset(AbstractDataset[None, dict[str, Any]]):
     def _load_registry(self) -> dict[str, Any]:
         import mlflow
 
+        import har_mlops.pipelines.training.model  # noqa: F401  (registers custom layers)
+
         try:
             info = mlflow.models.get_model_info(self._model_uri)
             model = mlflow.keras.load_model(self._model_uri)
@@ -73,8 +77,15 @@ class ModelBundleDataset(AbstractDataset[None, dict[str, Any]]):
         logger.info("Using %s (run %s)", self._model_uri, info.run_id)
         return {"model": model, "contract": contract, "source": self._model_uri}
 
-    def _save(self, data: None) -> None:
-        raise DatasetError("ModelBundleDataset is read-only; training saves model and contract")
+    def _save(self, data: dict[str, Any]) -> None:
+        if self._source == "registry":
+            raise DatasetError(
+                "Registry bundles are written by the training pipeline's register_model"
+            )
+        folder = self._paths[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        data["model"].save(folder / MODEL_FILE)
+        (folder / CONTRACT_FILE).write_text(json.dumps(data["contract"], indent=2) + "\n")
 
     def _describe(self) -> dict[str, Any]:
         return {

@@ -44,12 +44,13 @@ def test_confusion_matrix_sums_to_test_windows(trained):
 
 def test_contract_round_trips_and_matches_parameters(trained):
     catalog, params = trained["catalog"], trained["params"]
-    contract = catalog.load("model_contract")
+    bundle = catalog.load("model_bundle")
+    contract = bundle["contract"]
     expected = build_contract(
         catalog.load("scaler"), params["windowing"], params["resampling"], params["labels"]
     )
     assert contract == json.loads(json.dumps(expected))
-    model = catalog.load("model")
+    model = bundle["model"]
     assert model.input_shape == (None, contract["window_size"], len(contract["channels"]))
     assert model.output_shape == (None, len(contract["class_names"]))
 
@@ -71,7 +72,8 @@ def test_model_is_registered_with_an_alias(trained):
     assert "test.network_macro_f1" in run.data.metrics
     assert run.data.params["training.seed"] == "42"
     logged = mlflow.models.get_model_info(f"models:/{registration['model_name']}/{version.version}")
-    assert logged.metadata["preprocessing_contract"] == trained["catalog"].load("model_contract")
+    contract = trained["catalog"].load("model_bundle")["contract"]
+    assert logged.metadata["preprocessing_contract"] == contract
 
 
 def test_pipeline_outputs_cover_reporting():

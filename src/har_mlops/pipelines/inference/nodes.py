@@ -95,7 +95,11 @@ def _predict(
     if len(scaled) == 0:
         return np.empty((0, len(contract["class_names"])), dtype=np.float32)
     spec = tf.TensorSpec([None, *scaled.shape[1:]], tf.float32)
-    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+    @tf.function(input_signature=[spec])
+    def forward(batch):
+        return model(batch, training=False)
+
     batch = int(prediction["batch_size"])
     return np.concatenate(
         [forward(scaled[i : i + batch]).numpy() for i in range(0, len(scaled), batch)]

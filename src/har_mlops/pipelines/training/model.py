@@ -10,6 +10,28 @@ import keras
 import numpy as np
 
 
+@keras.saving.register_keras_serializable(package="har_mlops")
+class WindowStatistics(keras.layers.Layer):
+    """Per-channel window mean and log standard deviation, ``[batch, 2 * channels]``.
+
+    The mean carries the device's orientation to gravity; the log spread carries the
+    micro-motion that separates standing (postural sway) from sitting far more consistently
+    across people than orientation does.
+    """
+
+    def __init__(self, epsilon: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def call(self, inputs):
+        mean = keras.ops.mean(inputs, axis=1)
+        std = keras.ops.std(inputs, axis=1)
+        return keras.ops.concatenate([mean, keras.ops.log(std + self.epsilon)], axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
 def build_cnn_bilstm(
     window_size: int, n_channels: int, n_classes: int, architecture: dict[str, Any]
 ) -> keras.Model:
@@ -30,14 +52,20 @@ def build_cnn_bilstm(
     )(x)
     # Average and max over time: the activity is a property of the whole window.
     pooled = [keras.layers.GlobalAveragePooling1D()(x), keras.layers.GlobalMaxPooling1D()(x)]
-    if architecture.get("orientation_skip", False):
-        # The window mean of the (standardised) raw signals is the device's orientation to
-        # gravity: what separates sitting from standing for a waist-worn sensor.
-        pooled.append(keras.layers.GlobalAveragePooling1D(name="orientation")(inputs))
     x = keras.layers.Concatenate(name="pool_time")(pooled)
     x = keras.layers.Dropout(architecture["dropout"], name="head_dropout")(x)
     x = keras.layers.Dense(architecture["dense_units"], activation="relu", name="dense")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    logits = keras.layers.Dense(n_classes, name="deep_logits")(x)
+    if architecture.get("window_statistics", False):
+        # Wide path: a linear model on window statistics added to the deep logits. Sitting vs
+        # standing is decided by orientation and micro-motion, and a linear rule on them
+        # generalises across people better than the deep path does.
+        stats = WindowStatistics(name="window_statistics")(inputs)
+        stats = keras.layers.BatchNormalization(name="statistics_bn")(stats)
+        logits = keras.layers.Add(name="logits")(
+            [logits, keras.layers.Dense(n_classes, name="wide_logits")(stats)]
+        )
+    outputs = keras.layers.Activation("softmax", name="probabilities")(logits)
     return keras.Model(inputs, outputs, name="cnn_bilstm")
 
 

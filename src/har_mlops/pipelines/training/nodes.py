@@ -52,6 +52,11 @@ def train_model(
     from .model import AugmentedWindows, EpochLogger, build_cnn_bilstm
 
     keras.utils.set_random_seed(training["seed"])
+    if training["deterministic_ops"]:
+        import tensorflow as tf
+
+        # Same seed, same machine -> same weights: no order-dependent parallel reductions.
+        tf.config.experimental.enable_op_determinism()
     classes = class_names(labels)
     _, window_size, n_channels = windows_train["signals"].shape
     model = build_cnn_bilstm(window_size, n_channels, len(classes), architecture)
@@ -246,21 +251,32 @@ def build_contract(
     }
 
 
+def bundle_model(model: keras.Model, model_contract: dict[str, Any]) -> dict[str, Any]:
+    """Pairs the trained model with its preprocessing contract, as inference loads them."""
+    return {"model": model, "contract": model_contract, "source": "trained in this run"}
+
+
 def register_model(
     model: keras.Model,
     contract: dict[str, Any],
     network_report: dict[str, Any],
     registry: dict[str, Any],
 ) -> dict[str, Any]:
-    """Logs the model to the active MLflow run, registers it and applies the quality gate."""
+    """Logs the model and contract to the MLflow run, registers it behind the quality gate."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
     run = mlflow.active_run()
-    if run is None or not registry["enabled"]:
-        reason = "registry disabled" if not registry["enabled"] else "no active MLflow run"
-        logger.warning("Model not registered: %s", reason)
-        return {"registered": False, "reason": reason}
+    if run is None:
+        logger.warning("Model not logged or registered: no active MLflow run")
+        return {"registered": False, "reason": "no active MLflow run"}
+    info = mlflow.keras.log_model(
+        model, name="model", metadata={"preprocessing_contract": contract}
+    )
+    mlflow.log_dict(contract, "preprocessing_contract.json")
+    if not registry["enabled"]:
+        logger.info("Model logged to run %s; registry disabled", run.info.run_id)
+        return {"registered": False, "reason": "registry disabled", "run_id": run.info.run_id}
     client = MlflowClient()
     champion = None
     try:
@@ -278,10 +294,6 @@ def register_model(
         champion,
         registry["min_macro_f1"],
     )
-    info = mlflow.keras.log_model(
-        model, name="model", metadata={"preprocessing_contract": contract}
-    )
-    mlflow.log_dict(contract, "preprocessing_contract.json")
     version = mlflow.register_model(info.model_uri, registry["model_name"])
     tags = {
         "macro_f1": f"{network_report['macro_f1']:.6f}",

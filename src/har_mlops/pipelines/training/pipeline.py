@@ -4,6 +4,7 @@ from kedro.pipeline import Node, Pipeline
 
 from .nodes import (
     build_contract,
+    bundle_model,
     compare_models,
     evaluate_baseline,
     evaluate_model,
@@ -71,6 +72,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["scaler", "params:windowing", "params:resampling", "params:labels"],
                 outputs="model_contract",
                 name="build_contract",
+            ),
+            Node(
+                bundle_model,
+                inputs=["model", "model_contract"],
+                outputs="model_bundle",
+                name="bundle_model",
             ),
             Node(
                 register_model,
