@@ -164,6 +164,8 @@ def make_project_copy(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     import mlflow.tracking._model_registry.utils as registry_utils
     import mlflow.tracking._tracking_service.utils as tracking_utils
     from mlflow.tracking import fluent
+    from mlflow.tracking._model_registry.registry import ModelRegistryStoreRegistry
+    from mlflow.tracking._tracking_service.registry import TrackingStoreRegistry
     from mlflow.utils.thread_utils import ThreadLocalVariable
 
     project = root / "project"
@@ -190,6 +192,10 @@ def make_project_copy(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # "active" run cannot leak into the next KedroSession of this process.
     monkeypatch.setattr(fluent, "_active_run_stack", ThreadLocalVariable(default_factory=list))
     monkeypatch.setattr(fluent, "_active_experiment_id", fluent._active_experiment_id)
+    # MLflow caches its stores by URI string; the relative sqlite:///mlflow-test.db of an
+    # earlier copy would otherwise keep pointing at that copy's database.
+    TrackingStoreRegistry._get_store_with_resolved_uri.cache_clear()
+    ModelRegistryStoreRegistry._get_store_with_resolved_uri.cache_clear()
     return project
 
 

@@ -38,6 +38,14 @@ def build_cnn_bilstm(
     """Convolution blocks, a bidirectional LSTM and a softmax head, sized by parameters."""
     inputs = keras.Input(shape=(window_size, n_channels), name="signals")
     x = inputs
+    kernel = architecture.get("gravity_split_kernel")
+    if kernel:
+        # Low-pass (moving average) = gravity and slow posture; the rest = body motion. The
+        # split the UCI HAR authors make with filters, here inside the model so that training
+        # and serving share it.
+        slow = keras.layers.AveragePooling1D(kernel, strides=1, padding="same", name="slow")(x)
+        fast = keras.layers.Subtract(name="fast")([x, slow])
+        x = keras.layers.Concatenate(name="split_signals")([x, slow, fast])
     for i, (filters, kernel) in enumerate(
         zip(architecture["conv_filters"], architecture["conv_kernel_sizes"])
     ):
