@@ -19,17 +19,29 @@ class WindowStatistics(keras.layers.Layer):
     across people than orientation does.
     """
 
-    def __init__(self, epsilon: float = 1e-3, **kwargs):
+    def __init__(self, epsilon: float = 1e-3, correlations: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = epsilon
+        self.correlations = correlations
 
     def call(self, inputs):
         mean = keras.ops.mean(inputs, axis=1)
         std = keras.ops.std(inputs, axis=1)
-        return keras.ops.concatenate([mean, keras.ops.log(std + self.epsilon)], axis=-1)
+        parts = [mean, keras.ops.log(std + self.epsilon)]
+        if self.correlations:
+            # Pairwise correlation of the channels (upper triangle): how the axes move
+            # together, which does not depend on how the device sits on the body.
+            centred = (inputs - mean[:, None, :]) / (std[:, None, :] + self.epsilon)
+            matrix = keras.ops.einsum("btc,btd->bcd", centred, centred) / inputs.shape[1]
+            n = inputs.shape[-1]
+            rows, cols = np.triu_indices(n, k=1)
+            flat = keras.ops.reshape(matrix, (-1, n * n))
+            parts.append(keras.ops.take(flat, rows * n + cols, axis=1))
+        return keras.ops.concatenate(parts, axis=-1)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "epsilon": self.epsilon}
+        config = super().get_config()
+        return {**config, "epsilon": self.epsilon, "correlations": self.correlations}
 
 
 def build_cnn_bilstm(
@@ -68,7 +80,9 @@ def build_cnn_bilstm(
         # Wide path: a linear model on window statistics added to the deep logits. Sitting vs
         # standing is decided by orientation and micro-motion, and a linear rule on them
         # generalises across people better than the deep path does.
-        stats = WindowStatistics(name="window_statistics")(inputs)
+        stats = WindowStatistics(
+            correlations=architecture.get("window_correlations", False), name="window_statistics"
+        )(inputs)
         stats = keras.layers.BatchNormalization(name="statistics_bn")(stats)
         logits = keras.layers.Add(name="logits")(
             [logits, keras.layers.Dense(n_classes, name="wide_logits")(stats)]

@@ -1,0 +1,121 @@
+"""End to end: `kedro run --pipelines inference` in a project copy with the shipped model.
+
+One short HAPT test-subject recording is exported twice, once in m/s^2 and rad/s and once in
+milli-g and deg/s; a recording without its gyroscope sits beside them. The pretrained model
+never saw subject 2.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from har_mlops.datasets import HaptZipDataset, WearableExportDataset
+from har_mlops.sample_data import to_wearable_export
+from tests.conftest import HAPT_ZIP, PROJECT_ROOT, make_project_copy
+
+RECORDING = "exp03_user02"
+CROP_S = 240.0
+UNITS = {"si": ("m/s^2", "rad/s"), "milli_g": ("milli_g", "deg/s")}
+
+
+def _export(recording: dict, units: tuple[str, str]) -> dict:
+    # The same seed gives both exports the same timestamp jitter: only the units differ.
+    return to_wearable_export(
+        recording,
+        1_767_261_600_000,
+        *units,
+        np.random.default_rng(3),
+        jitter_ms=2.0,
+        crop_s=(0.0, CROP_S),
+    )
+
+
+def _run(project, folder: str, units: tuple[str, str]) -> dict:
+    runtime_params = {
+        "inference_dir": f"data/01_raw/{folder}",
+        "inference": {"raw_source": {"accelerometer_unit": units[0], "gyroscope_unit": units[1]}},
+    }
+    with KedroSession.create(project_path=project, env="test", runtime_params=runtime_params) as s:
+        s.run(pipeline_names=["inference"])
+    data = project / "data"
+    return {
+        "predictions": pd.read_parquet(data / "07_model_output" / "window_predictions.parquet"),
+        "summaries": pd.read_parquet(data / "07_model_output" / "recording_summaries.parquet"),
+        "timelines": json.loads((data / "07_model_output" / "activity_timelines.json").read_text()),
+        "scores": json.loads((data / "08_reporting" / "inference_scores.json").read_text()),
+        "report": json.loads(
+            (data / "08_reporting" / "inference_validation_report.json").read_text()
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    recording = HaptZipDataset(filepath=str(HAPT_ZIP), subjects=[2]).load()[RECORDING]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        project = make_project_copy(tmp_path_factory.mktemp("inference"), monkeypatch)
+        shutil.copytree(
+            PROJECT_ROOT / "data" / "06_models" / "pretrained",
+            project / "data" / "06_models" / "pretrained",
+        )
+        for folder, units in UNITS.items():
+            export = _export(recording, units)
+            no_gyro = {**export, "gyroscope": None}
+            WearableExportDataset(str(project / "data" / "01_raw" / folder)).save(
+                {"sample": export, "no_gyroscope": no_gyro}
+            )
+        bootstrap_project(project)
+        yield {folder: _run(project, folder, units) for folder, units in UNITS.items()}
+
+
+def test_predictions_cover_the_good_recording_only(runs):
+    predictions = runs["si"]["predictions"]
+    assert set(predictions["recording_id"]) == {"sample"}
+    # 240 s at 50 Hz in windows of 128 with a hop of 64: about 186 windows.
+    assert 170 <= len(predictions) <= 187
+    assert predictions["window_start_ms"].is_monotonic_increasing
+    assert (predictions["window_end_ms"] - predictions["window_start_ms"]).between(2500, 2580).all()
+    probabilities = predictions.filter(like="p_").to_numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_bad_recording_is_reported_not_predicted(runs):
+    report = runs["si"]["report"]
+    entries = {e["recording_id"]: e for e in report["recordings"]}
+    assert entries["sample"]["status"] == "accepted"
+    assert entries["no_gyroscope"]["status"] == "rejected"
+    (problem,) = [p for p in entries["no_gyroscope"]["problems"] if p["action"] == "rejected"]
+    assert problem["file"] == "no_gyroscope/gyroscope.csv"
+
+
+def test_summary_and_timeline_are_written(runs):
+    summaries = runs["si"]["summaries"].set_index("recording_id")
+    sample = summaries.loc["sample"]
+    minutes = summaries.filter(like="minutes_").loc["sample"].sum()
+    assert minutes == pytest.approx(sample["windows"] * 1.28 / 60)
+    assert 0.9 <= sample["coverage"] <= 1.0
+    assert sample["duration_s"] == pytest.approx(CROP_S, abs=1.0)
+    assert [t["name"] for t in runs["si"]["timelines"]["data"]] == ["sample"]
+
+
+def test_shipped_model_predicts_an_unseen_subject_well(runs):
+    scores = runs["si"]["scores"]
+    assert scores["labelled_windows"] > 100
+    # The recording opens with the postural activities and walking; a working model gets
+    # most of four minutes right (a broken contract or unit conversion would not).
+    assert scores["accuracy"] >= 0.85
+
+
+def test_milli_g_and_deg_per_s_give_the_same_predictions(runs):
+    si, milli = runs["si"]["predictions"], runs["milli_g"]["predictions"]
+    assert si["activity"].tolist() == milli["activity"].tolist()
+    np.testing.assert_allclose(
+        si.filter(like="p_").to_numpy(), milli.filter(like="p_").to_numpy(), atol=1e-3
+    )
