@@ -82,9 +82,18 @@ class ModelBundleDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
             raise DatasetError(
                 "Registry bundles are written by the training pipeline's register_model"
             )
+        import keras
+
         folder = self._paths[0]
         folder.mkdir(parents=True, exist_ok=True)
-        data["model"].save(folder / MODEL_FILE)
+        model = data["model"]
+        if model.optimizer is not None:
+            # Predicting needs the weights only; the optimizer's moment estimates would
+            # triple the file the project ships.
+            weights = model.get_weights()
+            model = model.__class__.from_config(model.get_config())
+            model.set_weights(weights)
+        model.save(folder / MODEL_FILE)
         (folder / CONTRACT_FILE).write_text(json.dumps(data["contract"], indent=2) + "\n")
 
     def _describe(self) -> dict[str, Any]:
