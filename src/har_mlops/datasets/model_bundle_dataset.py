@@ -82,8 +82,6 @@ class ModelBundleDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
             raise DatasetError(
                 "Registry bundles are written by the training pipeline's register_model"
             )
-        import keras
-
         folder = self._paths[0]
         folder.mkdir(parents=True, exist_ok=True)
         model = data["model"]
