@@ -152,7 +152,7 @@ def test_window_predictions_schema(tiny_model, contract):
         {"model": tiny_model, "contract": contract},
         windows,
         contract,
-        {"low_confidence_threshold": 0.6, "batch_size": 2},
+        {"low_confidence_threshold": 0.6, "batch_size": 2, "jit_compile": True},
     )
     classes = contract["class_names"]
     assert list(table.columns) == [
@@ -181,7 +181,7 @@ def test_no_windows_gives_an_empty_table_with_the_schema(tiny_model, contract):
         {"model": tiny_model, "contract": contract},
         _windows(0),
         contract,
-        {"low_confidence_threshold": 0.6, "batch_size": 8},
+        {"low_confidence_threshold": 0.6, "batch_size": 8, "jit_compile": False},
     )
     assert table.empty
     assert "p_LAYING" in table.columns

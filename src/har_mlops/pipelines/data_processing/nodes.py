@@ -67,16 +67,19 @@ def _resample_recording(
     t_merged = t_acc[merged_ok]
     if t_merged.size < 2:
         return pd.DataFrame(columns=["timestamp", "segment_id", *CHANNELS])
-    merged = np.column_stack(
-        [acc[a].to_numpy()[merged_ok] for a in ("x", "y", "z")]
-        + [np.interp(t_merged, t_gyro, gyro[a].to_numpy()) for a in ("x", "y", "z")]
-    )
+    # Column-major: each channel is contiguous for np.interp, and pandas takes it uncopied.
+    merged = np.empty((t_merged.size, len(CHANNELS)), order="F")
+    for c, axis in enumerate("xyz"):
+        merged[:, c] = acc[axis].to_numpy()[merged_ok]
+        merged[:, 3 + c] = np.interp(t_merged, t_gyro, gyro[axis].to_numpy())
     grid = t_merged[0] + np.arange(int((t_merged[-1] - t_merged[0]) // period_ms) + 1) * period_ms
     on_grid = _bracket_ok(t_merged, grid, max_gap_ms)
     # A new segment starts after every stretch of grid points that fell into a gap.
     segment_id = np.cumsum(np.r_[True, ~on_grid[:-1]] & on_grid) - 1
     grid = grid[on_grid]
-    values = np.column_stack([np.interp(grid, t_merged, merged[:, c]) for c in range(6)])
+    values = np.empty((grid.size, len(CHANNELS)), order="F")
+    for c in range(len(CHANNELS)):
+        values[:, c] = np.interp(grid, t_merged, merged[:, c])
     frame = pd.DataFrame(values, columns=CHANNELS)
     frame.insert(0, "timestamp", grid)
     frame.insert(1, "segment_id", segment_id[on_grid].astype("int32"))
@@ -112,11 +115,14 @@ def resample_recordings(
 
 def convert_units(samples: pd.DataFrame, raw_source: dict[str, Any]) -> pd.DataFrame:
     """Removes declared calibration offsets and converts to m/s^2 and rad/s."""
-    converted = samples.copy()
+    columns = {}
     for sensor, channels in _STREAM_CHANNELS.items():
         factor = unit_factor(sensor, raw_source[f"{sensor}_unit"])
         offset = np.asarray(raw_source.get(f"{sensor}_offset", [0.0, 0.0, 0.0]), dtype=float)
-        converted[channels] = (samples[channels].to_numpy() - offset) * factor
+        for channel, channel_offset in zip(channels, offset):
+            columns[channel] = (samples[channel].to_numpy() - channel_offset) * factor
+    # assign shares the untouched columns with the input instead of copying them.
+    converted = samples.assign(**columns)
     logger.info(
         "Converted accelerometer %s -> %s, gyroscope %s -> %s",
         raw_source["accelerometer_unit"],
@@ -134,12 +140,14 @@ def assign_labels(
 ) -> pd.DataFrame:
     """Gives each sample the activity of the label segment containing it (inclusive bounds)."""
     label_map = raw_source.get("label_map") or {}
-    labels = np.full(len(samples), None, dtype=object)
-    rec_ids = samples["recording_id"].to_numpy()
-    boundaries = np.flatnonzero(np.r_[True, rec_ids[1:] != rec_ids[:-1], True])
+    # Integer codes into `names` (-1: no label) instead of 4M Python strings for a day of data.
+    codes = np.full(len(samples), -1, dtype=np.int32)
+    names: list[str] = []
+    rec_codes, rec_names = pd.factorize(samples["recording_id"])
+    boundaries = np.flatnonzero(np.r_[True, rec_codes[1:] != rec_codes[:-1], True])
     timestamps = samples["timestamp"].to_numpy()
     for start, stop in zip(boundaries[:-1], boundaries[1:]):
-        segments = validated_recordings[rec_ids[start]].get("labels")
+        segments = validated_recordings[rec_names[rec_codes[start]]].get("labels")
         if segments is None or segments.empty:
             continue
         t = timestamps[start:stop]
@@ -148,20 +156,22 @@ def assign_labels(
         # Segments covering t = those started by t minus those ended before t.
         covering = (seg + 1) - np.searchsorted(np.sort(ends), t, side="left")
         covered = (seg >= 0) & (t <= ends[np.maximum(seg, 0)]) & (covering == 1)
-        names = segments["activity"].to_numpy(dtype=object)
-        labels[start:stop][covered] = names[seg[covered]]
-    labelled = samples.copy()
-    labelled["label"] = pd.array(labels, dtype="string").map(
-        lambda name: label_map.get(name, name), na_action="ignore"
-    )
-    return labelled
+        segment_codes = len(names) + np.arange(len(segments), dtype=np.int32)
+        names.extend(str(label_map.get(name, name)) for name in segments["activity"])
+        codes[start:stop][covered] = segment_codes[seg[covered]]
+    # Renamed classes may collide; categories must be unique.
+    unique, remap = np.unique(np.asarray(names, dtype=object), return_inverse=True)
+    codes = np.where(codes >= 0, remap.astype(np.int32)[np.maximum(codes, 0)] if names else -1, -1)
+    label = pd.Categorical.from_codes(codes, categories=list(unique)).astype("string")
+    return samples.assign(label=label)
 
 
 def window_samples(samples: pd.DataFrame, windowing: dict[str, Any]) -> dict[str, np.ndarray]:
     """Cuts fixed-size overlapping windows inside each gap-free segment (stride tricks)."""
     size = int(windowing["window_size"])
     step = max(1, round(size * (1.0 - float(windowing["overlap"]))))
-    rec = samples["recording_id"].to_numpy()
+    # Integer codes: turning a day of string ids into Python objects costs seconds.
+    rec, rec_names = pd.factorize(samples["recording_id"])
     seg = samples["segment_id"].to_numpy()
     new_run = np.r_[True, (rec[1:] != rec[:-1]) | (seg[1:] != seg[:-1])]
     run_starts = np.flatnonzero(new_run)
@@ -183,8 +193,8 @@ def window_samples(samples: pd.DataFrame, windowing: dict[str, Any]) -> dict[str
     return {
         "signals": np.ascontiguousarray(signals),
         "label": window_label,
-        "recording_id": rec[starts].astype(str),
-        "subject_id": samples["subject_id"].to_numpy()[starts].astype(str),
+        "recording_id": np.asarray(rec_names, dtype=str)[rec[starts]],
+        "subject_id": samples["subject_id"].iloc[starts].to_numpy(dtype=str),
         "start_ms": timestamps[starts],
         "end_ms": timestamps[starts + size - 1] if starts.size else timestamps[starts],
     }

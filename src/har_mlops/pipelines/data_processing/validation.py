@@ -27,8 +27,14 @@ def _problem(file: str, problem: str, rows: int, action: str) -> dict[str, Any]:
 
 def _numeric(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Coerces columns to float; anything unparsable becomes NaN (and is counted by the caller)."""
+    # Columns the CSV reader already parsed as numbers skip the (slow) coercion.
     return pd.DataFrame(
-        {c: pd.to_numeric(frame[c], errors="coerce").astype("float64") for c in columns}
+        {
+            c: frame[c].to_numpy(dtype="float64", na_value=np.nan)
+            if pd.api.types.is_numeric_dtype(frame[c])
+            else pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype="float64")
+            for c in columns
+        }
     )
 
 
@@ -110,7 +116,8 @@ def _validate_stream(
     if unsorted:
         values = values.sort_values("timestamp", kind="stable")
         problems.append(_problem(file, "timestamps out of order, sorted", unsorted, "repaired"))
-    duplicated = values["timestamp"].duplicated(keep="first").to_numpy()
+    # Sorted by now, so a duplicate equals its predecessor (hashing 4M floats is 10x slower).
+    duplicated = np.r_[False, np.diff(values["timestamp"].to_numpy()) == 0]
     stats["duplicated_timestamps"] = int(duplicated.sum())
     if duplicated.any():
         values = values[~duplicated]
