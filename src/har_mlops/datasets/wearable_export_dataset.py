@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from kedro.io import AbstractDataset
 
 STREAM_FILES = {
@@ -20,10 +22,15 @@ METADATA_FILE = "metadata.json"
 def _read_csv(path: Path) -> pd.DataFrame:
     """Reads one export CSV; column names are stripped of surrounding spaces."""
     try:
-        # pyarrow's multi-threaded parser reads a day of 50 Hz samples ~5x faster.
-        frame = pd.read_csv(path, engine="pyarrow")
-    except pd.errors.ParserError:
-        # The C parser's message names the offending line; pyarrow's does not.
+        # pyarrow's multi-threaded parser reads a day of 50 Hz samples ~5x faster. The system
+        # allocator hands the parse buffers back when they are freed; pyarrow's default
+        # (jemalloc) keeps them, which added ~400 MB to the peak of a 24-hour inference run.
+        pool = pa.system_memory_pool()
+        frame = pacsv.read_csv(path, memory_pool=pool).to_pandas(
+            memory_pool=pool, self_destruct=True
+        )
+    except pa.ArrowInvalid:
+        # Empty or malformed: the C parser raises pandas' own errors, naming the bad line.
         frame = pd.read_csv(path, skipinitialspace=True)
     return frame.rename(columns=lambda name: str(name).strip())
 

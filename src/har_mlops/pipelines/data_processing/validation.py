@@ -108,7 +108,8 @@ def _validate_stream(
     for kind, count in bad_counts.items():
         if count:
             problems.append(_problem(file, f"rows with {kind} dropped", count, "repaired"))
-    values = values[keep]
+    if not keep.all():
+        values = values[keep]
 
     timestamps = values["timestamp"].to_numpy()
     unsorted = int((np.diff(timestamps) < 0).sum())

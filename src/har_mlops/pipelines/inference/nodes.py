@@ -91,23 +91,23 @@ def _predict(
     import tensorflow as tf
 
     scaler = {"channels": CHANNELS, **contract["scaler"]}
-    scaled = scale_signals(signals, scaler)
-    if len(scaled) == 0:
+    n = len(signals)
+    if n == 0:
         return np.empty((0, len(contract["class_names"])), dtype=np.float32)
-    batch = min(int(prediction["batch_size"]), len(scaled))
+    batch = min(int(prediction["batch_size"]), n)
     # XLA compiles once per input shape, so every batch, the last one padded, has one shape.
-    spec = tf.TensorSpec([batch, *scaled.shape[1:]], tf.float32)
+    spec = tf.TensorSpec([batch, *signals.shape[1:]], tf.float32)
 
     @tf.function(input_signature=[spec], jit_compile=bool(prediction["jit_compile"]))
     def forward(windows):
         return model(windows, training=False)
 
-    def padded(start: int) -> np.ndarray:
-        chunk = scaled[start : start + batch]
+    def scaled_batch(start: int) -> np.ndarray:
+        # Scaled batch by batch: a day's windows are never held twice.
+        chunk = scale_signals(signals[start : start + batch], scaler)
         return np.pad(chunk, ((0, batch - len(chunk)), (0, 0), (0, 0)))
 
-    n = len(scaled)
-    return np.concatenate([forward(padded(i)).numpy() for i in range(0, n, batch)])[:n]
+    return np.concatenate([forward(scaled_batch(i)).numpy() for i in range(0, n, batch)])[:n]
 
 
 def summarise_recordings(
