@@ -79,3 +79,23 @@ def test_model_is_registered_with_an_alias(trained):
 def test_pipeline_outputs_cover_reporting():
     outputs = create_pipeline().all_outputs()
     assert {"model", "evaluation_report", "confusion_matrix_plot", "model_contract"} <= outputs
+
+
+def test_registry_source_loads_the_registered_model_and_contract(trained):
+    import mlflow
+
+    from har_mlops.datasets import ModelBundleDataset
+
+    # What `kedro run --pipelines inference --env registry` does, with the challenger alias.
+    mlflow.set_tracking_uri(f"sqlite:///{trained['project'] / 'mlflow-test.db'}")
+    registration = trained["catalog"].load("model_registration")
+    uri = f"models:/{registration['model_name']}@challenger"
+    from_registry = ModelBundleDataset(source="registry", model_uri=uri).load()
+    local = trained["catalog"].load("model_bundle")
+    assert from_registry["contract"] == local["contract"]
+    windows = np.random.default_rng(0).normal(size=(4, 128, 6)).astype(np.float32)
+    np.testing.assert_allclose(
+        from_registry["model"].predict(windows, verbose=0),
+        local["model"].predict(windows, verbose=0),
+        atol=1e-5,
+    )
