@@ -163,6 +163,8 @@ def make_project_copy(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """
     import mlflow.tracking._model_registry.utils as registry_utils
     import mlflow.tracking._tracking_service.utils as tracking_utils
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistrySqlStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingSqlStore
     from mlflow.tracking import fluent
     from mlflow.tracking._model_registry.registry import ModelRegistryStoreRegistry
     from mlflow.tracking._tracking_service.registry import TrackingStoreRegistry
@@ -192,10 +194,13 @@ def make_project_copy(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # "active" run cannot leak into the next KedroSession of this process.
     monkeypatch.setattr(fluent, "_active_run_stack", ThreadLocalVariable(default_factory=list))
     monkeypatch.setattr(fluent, "_active_experiment_id", fluent._active_experiment_id)
-    # MLflow caches its stores by URI string; the relative sqlite:///mlflow-test.db of an
-    # earlier copy would otherwise keep pointing at that copy's database.
+    # MLflow caches stores and SQLAlchemy engines by URI string; the relative
+    # sqlite:///mlflow-test.db of an earlier copy would otherwise keep pointing at (and keep
+    # pooled connections to) that copy's database.
     TrackingStoreRegistry._get_store_with_resolved_uri.cache_clear()
     ModelRegistryStoreRegistry._get_store_with_resolved_uri.cache_clear()
+    monkeypatch.setattr(TrackingSqlStore, "_engine_map", {})
+    monkeypatch.setattr(RegistrySqlStore, "_engine_map", {})
     return project
 
 
