@@ -17,6 +17,8 @@ FILES = {
     "data/06_models/model_contract.json": "model_contract.json",
     "data/08_reporting/evaluation_report.json": "evaluation_report.json",
     "data/08_reporting/baseline_report.json": "baseline_report.json",
+    # Written by the same training run (the monitoring reference nodes are part of it).
+    "data/06_models/reference_profile.json": "reference_profile.json",
 }
 
 

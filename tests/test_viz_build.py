@@ -20,7 +20,16 @@ def test_viz_build_lists_pipelines_and_layers():
     )
     graph = json.loads((build / "api" / "main").read_text())
     pipelines = {p["id"] for p in graph["pipelines"]}
-    assert {"data_processing", "training", "__default__"} <= pipelines
+    assert {"data_processing", "training", "inference", "monitoring", "__default__"} <= pipelines
+    # kedro-viz silently drops every layer when the layers do not form a chain.
+    assert graph["layers"] == [
+        "raw",
+        "intermediate",
+        "model_input",
+        "models",
+        "model_output",
+        "reporting",
+    ]
     nodes = {n["name"]: n for n in graph["nodes"]}
     for task in ("validate_recordings", "window_samples", "split_windows", "train_model"):
         assert nodes[task]["type"] == "task"

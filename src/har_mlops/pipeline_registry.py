@@ -8,15 +8,21 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from har_mlops.pipelines import data_processing, inference, training
+from har_mlops.pipelines import data_processing, inference, monitoring, training
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Registers the project's pipelines by name; ``__default__`` runs them all."""
+    reference = monitoring.create_reference_pipeline()
     pipelines = {
         "data_processing": data_processing.create_pipeline(),
-        "training": training.create_pipeline(),
+        # Every training run refreshes the monitoring reference of the model it trains.
+        "training": training.create_pipeline() + reference,
         "inference": inference.create_pipeline(),
+        "monitoring": monitoring.create_pipeline(),
+        "monitoring_reference": reference,
     }
+    # Pipelines are sets of nodes: the reference nodes in both `training` and
+    # `monitoring_reference` are the same nodes and run once.
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
     return pipelines

@@ -3,11 +3,13 @@
 from .hapt_zip_dataset import HaptZipDataset
 from .model_bundle_dataset import ModelBundleDataset
 from .npz_dataset import NpzDataset
+from .reference_profile_dataset import ReferenceProfileDataset
 from .wearable_export_dataset import WearableExportDataset
 
 __all__ = [
     "HaptZipDataset",
     "ModelBundleDataset",
     "NpzDataset",
+    "ReferenceProfileDataset",
     "WearableExportDataset",
 ]

@@ -1,0 +1,320 @@
+"""Nodes of the monitoring run: sensor gates, current features, data and prediction drift."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from har_mlops.features import window_features
+from har_mlops.pipelines.data_processing.nodes import CHANNELS
+
+from .drift import prediction_deltas, prediction_summary
+from .quality import gravity_check, quarantine_reasons, recording_gates, window_gates
+from .reference import to_builtin
+from .scoring import feature_scores
+
+logger = logging.getLogger(__name__)
+
+
+def check_quality(
+    windows: dict[str, np.ndarray],
+    validation_report: dict[str, Any],
+    monitoring: dict[str, Any],
+) -> dict[str, Any]:
+    """Runs the sensor-fault gates first: one quarantine reason per window (``""`` = passed)."""
+    quality = monitoring["quality"]
+    recording_ids = np.asarray(windows["recording_id"]).astype(str)
+    gates = window_gates(windows["signals"], quality)
+    gravity = gravity_check(
+        recording_ids, gates["still"], gates["acc_magnitude"], quality["gravity"]
+    )
+    recordings = recording_gates(validation_report, quality)
+    reasons = quarantine_reasons(recording_ids, gates, gravity, recordings)
+    per_recording = {}
+    for rec in sorted(set(recordings) | set(recording_ids.tolist())):
+        mine = recording_ids == rec
+        issues = list(recordings.get(rec, {}).get("issues", []))
+        if rec in gravity and not gravity[rec]["ok"]:
+            g = gravity[rec]
+            issues.append(
+                {
+                    "reason": "gravity",
+                    "quarantine": True,
+                    "detail": f"median |a| {g['median_magnitude_ms2']} m/s^2 over {g['from']} is "
+                    f"{g['ratio_to_g']} g (expected ~1): {g['hint']}",
+                }
+            )
+        if gates["flat_line"][mine].any():
+            stuck = np.asarray(CHANNELS)[gates["flat_channels"][mine].any(axis=0)].tolist()
+            issues.append(
+                {
+                    "reason": "flat_line",
+                    "quarantine": True,
+                    "detail": f"{int(gates['flat_line'][mine].sum())} window(s) with a stuck "
+                    f"channel ({', '.join(stuck)})",
+                }
+            )
+        for code in ("clipping", "non_finite"):
+            if gates[code][mine].any():
+                issues.append(
+                    {
+                        "reason": code,
+                        "quarantine": True,
+                        "detail": f"{int(gates[code][mine].sum())} window(s)",
+                    }
+                )
+        per_recording[rec] = {
+            "status": recordings.get(rec, {}).get("status", "accepted"),
+            "windows": int(mine.sum()),
+            "quarantined": int((reasons[mine] != "").sum()),
+            "gravity": gravity.get(rec),
+            "issues": issues,
+        }
+    counts = Counter(reasons[reasons != ""].tolist())
+    share = float((reasons != "").mean()) if reasons.size else 0.0
+    logger.info(
+        "Sensor gates: %d of %d windows quarantined %s",
+        sum(counts.values()),
+        reasons.size,
+        dict(counts),
+    )
+    return {
+        "reasons": reasons,
+        "summary": {
+            "windows": int(reasons.size),
+            "quarantined": int(sum(counts.values())),
+            "quarantined_share": share,
+            "by_reason": dict(counts),
+            "rejected_recordings": sorted(
+                rec for rec, r in recordings.items() if r["status"] == "rejected"
+            ),
+            "recordings": per_recording,
+        },
+    }
+
+
+def sample_per_activity(
+    predicted: np.ndarray, eligible: np.ndarray, cap: int, seed: int
+) -> np.ndarray:
+    """Indices of at most ``cap`` random eligible windows per predicted activity (sorted)."""
+    rng = np.random.default_rng(seed)
+    candidates = np.flatnonzero(eligible)
+    order = candidates[np.lexsort((rng.random(candidates.size), predicted[candidates]))]
+    groups = predicted[order]
+    first = np.r_[True, groups[1:] != groups[:-1]]
+    starts = np.flatnonzero(first)
+    rank = np.arange(order.size) - starts[np.cumsum(first) - 1]
+    return np.sort(order[rank < cap])
+
+
+def compute_window_features(
+    windows: dict[str, np.ndarray],
+    window_predictions: pd.DataFrame,
+    quality: dict[str, Any],
+    reference_profile: dict[str, Any],
+    monitoring: dict[str, Any],
+) -> dict[str, np.ndarray]:
+    """Predictions of every window, and features of a seeded sample of the gate-passing ones."""
+    # At most max_windows_per_activity windows per predicted activity: the thresholds are
+    # calibrated on far smaller batches, and a day of windows would otherwise spend most of
+    # the run in feature extraction.
+    if len(window_predictions) != len(windows["recording_id"]) or not np.array_equal(
+        window_predictions["recording_id"].to_numpy(dtype=str),
+        np.asarray(windows["recording_id"]).astype(str),
+    ):
+        raise ValueError(
+            f"window_predictions ({len(window_predictions)} rows) do not line up with the "
+            f"inference windows ({len(windows['recording_id'])}): run the inference pipeline "
+            "again so both come from the same run"
+        )
+    predicted = window_predictions["activity"].to_numpy(dtype=str)
+    unknown = sorted(set(predicted.tolist()) - set(reference_profile["class_names"]))
+    if unknown:
+        raise ValueError(
+            f"Predicted activities {unknown} are not in the reference profile's classes "
+            f"{reference_profile['class_names']} (profile of {reference_profile['model_source']}):"
+            " rebuild it for this model with `kedro run --pipelines monitoring_reference`"
+        )
+    sample = sample_per_activity(
+        predicted,
+        quality["reasons"] == "",
+        monitoring["max_windows_per_activity"],
+        monitoring["seed"],
+    )
+    features = (
+        window_features(windows["signals"][sample], reference_profile["target_rate_hz"])
+        if sample.size
+        else np.empty((0, len(reference_profile["features"])))
+    )
+    return {
+        "sample": sample,
+        "features": features,
+        "predicted": predicted,
+        "confidence": window_predictions["confidence"].to_numpy(dtype=float),
+        "label": np.asarray(windows["label"]).astype(str),
+        "recording_id": np.asarray(windows["recording_id"]).astype(str),
+    }
+
+
+def _calibrated_size(reference_profile: dict[str, Any], windows: int) -> str:
+    """The largest calibrated batch size not above ``windows`` (else the smallest)."""
+    sizes = sorted(int(s) for s in reference_profile["calibration"]["dataset"])
+    fitting = [s for s in sizes if s <= windows]
+    return str(fitting[-1] if fitting else sizes[0])
+
+
+def measure_data_drift(
+    current_features: dict[str, np.ndarray],
+    quality: dict[str, Any],
+    reference_profile: dict[str, Any],
+    monitoring: dict[str, Any],
+) -> dict[str, Any]:
+    """Per-feature drift within each predicted activity, on windows that passed the gates."""
+    passed = int((quality["reasons"] == "").sum())
+    calibration = reference_profile["calibration"]
+    size = _calibrated_size(reference_profile, passed)
+    names = reference_profile["features"]
+    values = current_features["features"]
+    predicted = current_features["predicted"][current_features["sample"]]
+    scores = feature_scores(
+        values, predicted, reference_profile["sketch"]["classes"], calibration, monitoring
+    )
+    limits = calibration["dataset"][size]
+    features = {}
+    for i, name in enumerate(names):
+        best = None
+        for activity, result in scores["classes"].items():
+            if result.get("judged") and (best is None or result["ratio"][i] > best[1]):
+                best = (activity, float(result["ratio"][i]))
+        if best is None:
+            continue
+        activity, score = best
+        result = scores["classes"][activity]
+        entry = calibration["per_class"][result["calibrated_batch"]][activity]
+        features[name] = {
+            "score": score,
+            "drifted": score > 1.0,
+            "activity": activity,
+            **{
+                m: {"value": float(result["statistics"][m][i]), "threshold": float(entry[m][i])}
+                for m in ("wasserstein", "ks", "psi")
+            },
+        }
+    ranked = sorted(features, key=lambda f: -features[f]["score"])
+    top = ranked[: monitoring["report"]["top_features"]]
+    distributions = []
+    for name in top:
+        activity = features[name]["activity"]
+        mine = predicted == activity
+        i = names.index(name)
+        reference = reference_profile["sketch"]["classes"][activity]
+        levels = len(reference["quantiles"])
+        distributions.append(
+            {
+                "feature": name,
+                "activity": activity,
+                "levels": ((np.arange(levels) + 0.5) / levels).tolist(),
+                "reference_quantiles": [row[i] for row in reference["quantiles"]],
+                "current_quantiles": np.quantile(
+                    values[mine][:, i],
+                    (np.arange(levels) + 0.5) / levels,
+                ).tolist(),
+            }
+        )
+    share = scores["drift_share"]
+    logger.info(
+        "Data drift: %.1f %% of %d features drifted (calibrated threshold %s at batch %s)",
+        100 * share if np.isfinite(share) else float("nan"),
+        len(features),
+        limits["drift_share"],
+        size,
+    )
+    return to_builtin(
+        {
+            "windows": passed,
+            "windows_with_features": int(len(predicted)),
+            "calibrated_batch": int(size),
+            "drift_share": share,
+            "drift_share_threshold": limits["drift_share"],
+            "max_score": scores["max_score"],
+            "max_score_threshold": limits["max_score"],
+            "drifted_features": [f for f in ranked if features[f]["drifted"]],
+            "features": {f: features[f] for f in ranked},
+            "activities": {
+                activity: {
+                    "windows": result["windows"],
+                    "judged": result.get("judged", False),
+                    "calibrated_batch": result.get("calibrated_batch"),
+                    "drifted_features": int((np.asarray(result.get("ratio", [])) > 1).sum()),
+                }
+                for activity, result in scores["classes"].items()
+            },
+            "distributions": distributions,
+        }
+    )
+
+
+def measure_prediction_drift(
+    current_features: dict[str, np.ndarray],
+    quality: dict[str, Any],
+    reference_profile: dict[str, Any],
+) -> dict[str, Any]:
+    """Class mix, confidence and label-free accuracy of the current predictions vs reference."""
+    passed = quality["reasons"] == ""
+    reference = reference_profile["predictions"]
+    classes = reference_profile["class_names"]
+    size = _calibrated_size(reference_profile, int(passed.sum()))
+    confidence = current_features["confidence"][passed]
+    current = prediction_summary(
+        current_features["predicted"][passed],
+        confidence,
+        classes,
+        reference["low_confidence_threshold"],
+        reference["atc"]["threshold"],
+    )
+    deltas = prediction_deltas(current, reference)
+    thresholds = reference_profile["calibration"]["dataset"][size]
+    labelled = np.isin(current_features["label"][passed], classes)
+    true_accuracy = (
+        float(
+            (
+                current_features["predicted"][passed][labelled]
+                == current_features["label"][passed][labelled]
+            ).mean()
+        )
+        if labelled.any()
+        else None
+    )
+    edges = np.asarray(reference["confidence_histogram"]["edges"])
+    return to_builtin(
+        {
+            "windows": int(passed.sum()),
+            "calibrated_batch": int(size),
+            "current": {**current, "class_mix": dict(zip(classes, current["class_mix"]))},
+            "reference": {
+                "class_mix": dict(zip(classes, reference["class_mix"])),
+                "mean_confidence": reference["mean_confidence"],
+                "low_confidence_share": reference["low_confidence_share"],
+                "estimated_accuracy": reference["estimated_accuracy"],
+            },
+            "deltas": deltas,
+            "thresholds": {k: thresholds[k] for k in deltas},
+            "accuracy_check": {
+                "labelled_windows": int(labelled.sum()),
+                "true_accuracy": true_accuracy,
+                "estimated_accuracy": current["estimated_accuracy"],
+                "abs_error": None
+                if true_accuracy is None
+                else abs(true_accuracy - current["estimated_accuracy"]),
+            },
+            "confidence_histogram": {
+                "edges": edges,
+                "reference": reference["confidence_histogram"]["shares"],
+                "current": np.histogram(confidence, bins=edges)[0] / max(confidence.size, 1),
+            },
+        }
+    )

@@ -1,0 +1,202 @@
+"""Sensor-fault gates: which windows are unfit for drift statistics, and why.
+
+Window gates look at the signals (non-finite values, flat-line stretches, clipping);
+recording gates look at the validation report (rejected recordings, sampling rate, repaired
+share, gaps) and at gravity (the acceleration magnitude of still windows must be ~9.81 m/s^2:
+it tells a wrong declared unit). A failing window gets the reason code of the first failing
+gate in ``REASONS`` order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from har_mlops.units import STANDARD_GRAVITY, UNIT_FACTORS
+
+# Gate order: the first failing gate names the window's quarantine reason.
+REASONS = ("non_finite", "sampling_rate", "repaired_share", "gravity", "flat_line", "clipping")
+ACC, GYRO = slice(0, 3), slice(3, 6)
+
+
+# The gates reduce over time; on channel-major arrays [n, 6, T] those reductions run over
+# contiguous memory, ~10x faster than over the middle axis of [n, T, 6].
+
+
+def has_flat_run(channels: np.ndarray, tolerance: np.ndarray, min_samples: int) -> np.ndarray:
+    """``[n, 6]``: the channel holds ``min_samples`` unchanged samples in a row somewhere."""
+    same = np.abs(np.diff(channels, axis=2)) <= tolerance[:, None]
+    steps = min_samples - 1
+    if steps < 1 or steps > same.shape[2]:
+        return np.full(channels.shape[:2], steps < 1)
+    count = np.cumsum(same, axis=2, dtype=np.int16)
+    window = count[:, :, steps - 1 :].copy()
+    window[:, :, 1:] -= count[:, :, :-steps]
+    return (window == steps).any(axis=2)
+
+
+def clipped_samples(channels: np.ndarray, min_level: np.ndarray, tolerance: float) -> np.ndarray:
+    """``[n, 6]``: samples sitting on the window's extreme, where that extreme is large."""
+    magnitude = np.abs(channels)
+    extreme = magnitude.max(axis=2, keepdims=True)
+    at_extreme = (magnitude >= extreme * (1.0 - tolerance)).sum(axis=2)
+    return np.where(extreme[:, :, 0] >= min_level, at_extreme, 0)
+
+
+def still_windows(
+    acc: np.ndarray, acc_magnitude: np.ndarray, still: dict[str, float]
+) -> np.ndarray:
+    """Windows whose accelerometer ``[n, 3, T]`` barely moves (GGIR-style SD and range limits).
+
+    The limits are in m/s^2 at 1 g and scale with the window's own mean magnitude, so a still
+    window stays still under a wrong unit, which is what the gravity check needs to see.
+    """
+    scale = (acc_magnitude / STANDARD_GRAVITY)[:, None]
+    return (acc.std(axis=2) < still["max_std_ms2"] * scale).all(axis=1) & (
+        (acc.max(axis=2) - acc.min(axis=2)) < still["max_range_ms2"] * scale
+    ).all(axis=1)
+
+
+def window_gates(signals: np.ndarray, quality: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Failure masks of the signal-only gates for windows ``[n, T, 6]``, plus still flags."""
+    channels = np.ascontiguousarray(signals.transpose(0, 2, 1))
+    finite = np.isfinite(channels).all(axis=(1, 2))
+    if not finite.all():
+        channels = np.where(np.isfinite(channels), channels, 0.0).astype(channels.dtype)
+    flat = quality["flat_line"]
+    tolerance = np.array([flat["tolerance_ms2"]] * 3 + [flat["tolerance_rads"]] * 3)
+    flat_channels = has_flat_run(channels, tolerance.astype(channels.dtype), flat["min_samples"])
+    clip = quality["clipping"]
+    levels = np.array([clip["min_level_ms2"]] * 3 + [clip["min_level_rads"]] * 3)
+    clipped = clipped_samples(channels, levels, clip["tolerance"])
+    acc = channels[:, ACC, :]
+    acc_magnitude = np.sqrt((acc**2).sum(axis=1)).mean(axis=1)
+    return {
+        "non_finite": ~finite,
+        "flat_line": flat_channels.any(axis=1),
+        "flat_channels": flat_channels,
+        "clipping": (clipped >= clip["min_samples"]).any(axis=1),
+        "still": still_windows(acc, acc_magnitude, quality["still"]) & finite,
+        "acc_magnitude": acc_magnitude,
+    }
+
+
+def likely_unit_mistake(ratio: float) -> str:
+    """Names the declared-vs-actual unit pair whose conversion error best explains ``ratio``."""
+    factors = UNIT_FACTORS["accelerometer"]
+    guesses = {
+        f"data in {actual} declared as {declared}": factors[declared] / factors[actual]
+        for actual in factors
+        for declared in factors
+        if actual != declared
+    }
+    best = min(guesses, key=lambda k: abs(np.log(guesses[k] / ratio)))
+    return best if abs(np.log(guesses[best] / ratio)) < np.log(1.5) else "no unit mix-up fits"
+
+
+def gravity_check(
+    recording_ids: np.ndarray,
+    still: np.ndarray,
+    acc_magnitude: np.ndarray,
+    gravity: dict[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """Per recording: median |a| of still windows (else of all windows) against 9.81 m/s^2."""
+    results = {}
+    for rec in np.unique(recording_ids):
+        mine = recording_ids == rec
+        use_still = (still & mine).sum() >= gravity["min_still_windows"]
+        selected = acc_magnitude[mine & still] if use_still else acc_magnitude[mine]
+        tolerance = gravity["tolerance"] if use_still else gravity["tolerance_moving"]
+        ratio = float(np.median(selected)) / STANDARD_GRAVITY
+        ok = abs(ratio - 1.0) <= tolerance
+        results[str(rec)] = {
+            "windows_used": int(selected.size),
+            "from": "still windows" if use_still else "all windows (too few still ones)",
+            "median_magnitude_ms2": round(ratio * STANDARD_GRAVITY, 4),
+            "ratio_to_g": round(ratio, 4),
+            "ok": bool(ok),
+            "hint": None if ok else likely_unit_mistake(ratio),
+        }
+    return results
+
+
+def recording_gates(
+    validation_report: dict[str, Any], quality: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Per recording: problems the validation report reveals, with their reason codes."""
+    declared = quality["declared_rates_hz"]
+    results: dict[str, dict[str, Any]] = {}
+    for entry in validation_report.get("recordings", []):
+        issues = []
+        if entry.get("status") == "rejected":
+            for problem in entry.get("problems", []):
+                if problem["action"] == "rejected":
+                    issues.append(
+                        {
+                            "reason": "recording_rejected",
+                            "quarantine": False,
+                            "detail": f"{problem['file']}: {problem['problem']}",
+                        }
+                    )
+        for stream, stats in entry.get("streams", {}).items():
+            rate, expected = stats.get("observed_rate_hz"), declared.get(stream)
+            if rate and expected and abs(rate / expected - 1.0) > quality["rate_tolerance"]:
+                issues.append(
+                    {
+                        "reason": "sampling_rate",
+                        "quarantine": True,
+                        "detail": f"{stream}: observed {rate:g} Hz, declared {expected:g} Hz",
+                    }
+                )
+            rows = stats.get("rows") or 0
+            repaired = sum(
+                p["rows_affected"]
+                for p in entry.get("problems", [])
+                if p["action"] == "repaired" and p["file"] == stats.get("file")
+            )
+            if rows and repaired / rows > quality["max_repaired_share"]:
+                issues.append(
+                    {
+                        "reason": "repaired_share",
+                        "quarantine": True,
+                        "detail": f"{stream}: {repaired} of {rows} rows repaired or dropped",
+                    }
+                )
+            if stats.get("longest_gap_s", 0.0) > quality["max_gap_s"]:
+                issues.append(
+                    {
+                        "reason": "gaps",
+                        "quarantine": False,
+                        "detail": f"{stream}: {stats['gaps']} gap(s), longest "
+                        f"{stats['longest_gap_s']} s",
+                    }
+                )
+        results[str(entry["recording_id"])] = {"status": entry.get("status"), "issues": issues}
+    return results
+
+
+def quarantine_reasons(
+    recording_ids: np.ndarray,
+    gates: dict[str, np.ndarray],
+    gravity: dict[str, dict[str, Any]],
+    recordings: dict[str, dict[str, Any]],
+) -> np.ndarray:
+    """One reason code per window (``""`` = passed), the first failing gate in REASONS order."""
+    failing = {
+        "non_finite": gates["non_finite"],
+        "flat_line": gates["flat_line"],
+        "clipping": gates["clipping"],
+        "gravity": np.isin(recording_ids, [r for r, g in gravity.items() if not g["ok"]]),
+    }
+    for code in ("sampling_rate", "repaired_share"):
+        bad = [
+            rec
+            for rec, result in recordings.items()
+            if any(i["reason"] == code and i["quarantine"] for i in result["issues"])
+        ]
+        failing[code] = np.isin(recording_ids, bad)
+    reasons = np.full(len(recording_ids), "", dtype=object)
+    for code in reversed(REASONS):
+        reasons[failing[code]] = code
+    return reasons.astype(str)

@@ -1,0 +1,239 @@
+"""The verdict node: ``ok`` / ``warn`` / ``retrain`` from the checks, with their reasons.
+
+Sensor faults warn (fix the data, do not retrain on it); data drift warns when it exceeds its
+calibrated no-drift limits and says retrain when it also reaches ``retrain_drift_share`` of
+the features; prediction drift must be both unusual for a clean batch (calibrated) and large
+enough to matter (``min_effect``), and a label-free accuracy drop of
+``retrain_accuracy_drop`` says retrain. Fewer windows than the profile's minimum batch warn.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from .reference import to_builtin
+
+logger = logging.getLogger(__name__)
+
+VERDICTS = ("ok", "warn", "retrain")
+
+
+class RetrainRequiredError(RuntimeError):
+    """The monitoring verdict is ``retrain`` and ``monitoring.fail_on_retrain`` is set."""
+
+
+def _reason(check: str, severity: str, message: str, **figures: Any) -> dict[str, Any]:
+    return {"check": check, "severity": severity, "message": message, **figures}
+
+
+def _quality_reasons(quality: dict[str, Any], verdict: dict[str, Any]) -> list[dict[str, Any]]:
+    summary = quality["summary"]
+    reasons = []
+    if summary["rejected_recordings"]:
+        reasons.append(
+            _reason(
+                "data_quality",
+                "warn",
+                f"{len(summary['rejected_recordings'])} recording(s) rejected by validation: "
+                + "; ".join(
+                    i["detail"]
+                    for rec in summary["rejected_recordings"]
+                    for i in summary["recordings"][rec]["issues"]
+                ),
+                code="recording_rejected",
+                recordings=summary["rejected_recordings"],
+            )
+        )
+    if summary["quarantined_share"] > verdict["warn_quarantined_share"]:
+        for code, count in sorted(summary["by_reason"].items(), key=lambda kv: -kv[1]):
+            details = [
+                f"{rec}: {i['detail']}"
+                for rec, r in summary["recordings"].items()
+                for i in r["issues"]
+                if i["reason"] == code
+            ]
+            reasons.append(
+                _reason(
+                    "data_quality",
+                    "warn",
+                    f"{count} of {summary['windows']} windows quarantined for {code}: "
+                    + "; ".join(details[:5]),
+                    code=code,
+                    windows=count,
+                    share=count / max(summary["windows"], 1),
+                    threshold=verdict["warn_quarantined_share"],
+                )
+            )
+    for rec, result in summary["recordings"].items():
+        for issue in result["issues"]:
+            if issue["reason"] == "gaps":
+                reasons.append(
+                    _reason("data_quality", "warn", f"{rec}: {issue['detail']}", code="gaps")
+                )
+    return reasons
+
+
+def _drift_reasons(data_drift: dict[str, Any], verdict: dict[str, Any]) -> list[dict[str, Any]]:
+    share, share_limit = data_drift["drift_share"], data_drift["drift_share_threshold"]
+    top, top_limit = data_drift["max_score"], data_drift["max_score_threshold"]
+    if share is None or share_limit is None or top_limit is None:
+        return []
+    # Broad (many features) and strong (one far off), or very strong on its own: a new
+    # subject's gait moves many features a little, a sensor fault moves some a lot.
+    broad, strong = share > share_limit, top > top_limit
+    if not ((broad and strong) or top > verdict["severe_score_factor"] * top_limit):
+        return []
+    severity = "retrain" if share >= verdict["retrain_drift_share"] else "warn"
+    listed = [
+        f"{name} in {f['activity']} (score {f['score']:.1f}: W {f['wasserstein']['value']:.2f}"
+        f" sd, KS {f['ks']['value']:.2f}, PSI {f['psi']['value']:.2f})"
+        for name, f in list(data_drift["features"].items())[:5]
+        if f["drifted"]
+    ]
+    return [
+        _reason(
+            "data_drift",
+            severity,
+            f"{share:.0%} of features drifted within activities (no-drift limit "
+            f"{share_limit:.0%}), largest score {top:.1f} (limit {top_limit:.1f}) at batch "
+            f"{data_drift['calibrated_batch']}: " + "; ".join(listed),
+            code="feature_drift",
+            value=share,
+            threshold=share_limit,
+            max_score=top,
+            max_score_threshold=top_limit,
+            features=data_drift["drifted_features"],
+        )
+    ]
+
+
+def _prediction_reasons(
+    prediction_drift: dict[str, Any], verdict: dict[str, Any]
+) -> list[dict[str, Any]]:
+    deltas, thresholds = prediction_drift["deltas"], prediction_drift["thresholds"]
+    labels = {
+        "js_distance": "class mix (Jensen-Shannon distance)",
+        "mean_confidence_drop": "mean confidence drop",
+        "low_confidence_increase": "low-confidence share increase",
+        "estimated_accuracy_drop": "label-free accuracy estimate drop",
+    }
+    reasons = []
+    for key, label in labels.items():
+        value, calibrated = deltas[key], thresholds[key]
+        if value is None or calibrated is None:
+            continue
+        # Unusual for a clean batch (calibrated) and large enough to matter (min_effect).
+        limit = max(calibrated, verdict["min_effect"][key])
+        if value <= limit:
+            continue
+        severity = "warn"
+        if key == "estimated_accuracy_drop" and value >= verdict["retrain_accuracy_drop"]:
+            severity = "retrain"
+        message = f"{label} {value:.3f} > no-drift limit {limit:.3f}"
+        if key == "js_distance":
+            current = prediction_drift["current"]["class_mix"]
+            reference = prediction_drift["reference"]["class_mix"]
+            moved = sorted(current, key=lambda c: -abs(current[c] - reference[c]))[:3]
+            message += (
+                " ("
+                + ", ".join(f"{c} {reference[c]:.0%} -> {current[c]:.0%}" for c in moved)
+                + "): a change of activity mix, not of the sensor"
+            )
+        code = "class_mix" if key == "js_distance" else key
+        reasons.append(
+            _reason("prediction_drift", severity, message, code=code, value=value, threshold=limit)
+        )
+    return reasons
+
+
+def decide_verdict(
+    quality: dict[str, Any],
+    data_drift: dict[str, Any],
+    prediction_drift: dict[str, Any],
+    reference_profile: dict[str, Any],
+    monitoring: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """``ok`` / ``warn`` / ``retrain`` with the reasons behind it; the report and its metrics."""
+    rules = monitoring["verdict"]
+    calibration = reference_profile["calibration"]
+    passed = data_drift["windows"]
+    reasons = _quality_reasons(quality, rules)
+    valid = passed >= calibration["min_batch_windows"]
+    if not valid:
+        reasons.append(
+            _reason(
+                "batch_size",
+                "warn",
+                f"{passed} windows passed the sensor gates, fewer than the "
+                f"{calibration['min_batch_windows']} the drift verdict is valid for"
+                + ("" if passed else ": drift not measured"),
+                code="batch_too_small",
+                value=passed,
+                threshold=calibration["min_batch_windows"],
+            )
+        )
+    if passed >= monitoring["min_class_windows"]:
+        reasons += _drift_reasons(data_drift, rules)
+        reasons += _prediction_reasons(prediction_drift, rules)
+    severities = [r["severity"] for r in reasons]
+    verdict = max(severities, key=VERDICTS.index) if severities else "ok"
+    # Most severe first; the batch-size caveat after the findings of the same severity.
+    reasons.sort(key=lambda r: (-VERDICTS.index(r["severity"]), r["check"] == "batch_size"))
+    report = to_builtin(
+        {
+            "verdict": verdict,
+            "reasons": reasons,
+            "batch": {
+                "windows": quality["summary"]["windows"],
+                "passed_quality": passed,
+                "calibrated_batch": data_drift["calibrated_batch"],
+                "min_batch_windows": calibration["min_batch_windows"],
+                "valid": valid,
+            },
+            "quality": quality["summary"],
+            "data_drift": data_drift,
+            "prediction_drift": prediction_drift,
+            "reference": {
+                "model_source": reference_profile["model_source"],
+                "windows": reference_profile["windows"],
+                "label_free_accuracy_check": reference_profile["predictions"]["atc"],
+                "calibration": {k: v for k, v in calibration.items() if k not in ("per_class",)},
+            },
+            "rules": rules,
+        }
+    )
+    log = {"ok": logger.info, "warn": logger.warning, "retrain": logger.warning}[verdict]
+    log("Monitoring verdict %s: %s", verdict, "; ".join(r["message"] for r in reasons) or "-")
+    current = prediction_drift["current"]
+    values = {
+        "verdict_level": VERDICTS.index(verdict),
+        "windows": quality["summary"]["windows"],
+        "quarantined_share": quality["summary"]["quarantined_share"],
+        "drift_share": data_drift["drift_share"],
+        "drifted_features": len(data_drift["drifted_features"]),
+        "js_distance": prediction_drift["deltas"]["js_distance"],
+        "mean_confidence": current["mean_confidence"],
+        "low_confidence_share": current["low_confidence_share"],
+        "estimated_accuracy": current["estimated_accuracy"],
+    }
+    metrics = {
+        name: {"value": float(value), "step": 0}
+        for name, value in values.items()
+        if value is not None and np.isfinite(value)
+    }
+    return report, metrics
+
+
+def enforce_verdict(report: dict[str, Any], monitoring: dict[str, Any], *figures: Any) -> None:
+    """Fails the run on ``retrain`` when ``monitoring.fail_on_retrain`` is set."""
+    # ``figures`` are unused: taking them as inputs makes this node run after every output
+    # of the monitoring run has been saved, so a failed run still leaves its report behind.
+    if report["verdict"] == "retrain" and monitoring["fail_on_retrain"]:
+        raise RetrainRequiredError(
+            "Monitoring verdict is 'retrain' (monitoring.fail_on_retrain is true):\n  "
+            + "\n  ".join(r["message"] for r in report["reasons"] if r["severity"] == "retrain")
+            + "\nSee data/08_reporting/monitoring_report.json"
+        )

@@ -1,0 +1,191 @@
+"""Each sensor fault or data change on unseen HAPT test subjects gets the right reason.
+
+The reference comes from other HAPT subjects (see conftest.py); the current data are the UCI
+test subjects, clean or corrupted in one way each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from har_mlops.pipelines.monitoring.nodes import (
+    check_quality,
+    compute_window_features,
+    measure_data_drift,
+    measure_prediction_drift,
+)
+from har_mlops.pipelines.monitoring.verdict import decide_verdict
+from har_mlops.units import STANDARD_GRAVITY
+
+from .conftest import CURRENT_SUBJECTS, build_windows, stand_in_predictions
+
+
+def monitor(
+    windows: dict[str, np.ndarray],
+    validation_report: dict[str, Any],
+    profile: dict[str, Any],
+    params: dict[str, Any],
+    classes: list[str],
+) -> dict[str, Any]:
+    """The monitoring run's nodes in order, on in-memory inputs; returns the report."""
+    quality = check_quality(windows, validation_report, params)
+    predictions = stand_in_predictions(windows, classes)
+    features = compute_window_features(windows, predictions, quality, profile, params)
+    data_drift = measure_data_drift(features, quality, profile, params)
+    prediction_drift = measure_prediction_drift(features, quality, profile)
+    report, _ = decide_verdict(quality, data_drift, prediction_drift, profile, params)
+    return report
+
+
+def _codes(report: dict[str, Any]) -> list[str]:
+    return [r["code"] for r in report["reasons"]]
+
+
+def _with_signals(windows: dict[str, np.ndarray], signals: np.ndarray) -> dict[str, np.ndarray]:
+    return {**windows, "signals": signals.astype(np.float32)}
+
+
+def test_reference_is_calibrated_at_monitored_batch_sizes(reference_profile):
+    calibration = reference_profile["calibration"]
+    assert calibration["batch_sizes"] == [100, 300, 1000]
+    assert calibration["min_batch_windows"] in calibration["batch_sizes"]
+    thresholds = [calibration["dataset"][str(s)]["js_distance"] for s in calibration["batch_sizes"]]
+    # The noise floor falls with the batch size.
+    assert thresholds == sorted(thresholds, reverse=True)
+    atc = reference_profile["predictions"]["atc"]
+    assert atc["test_abs_error"] < 0.05
+
+
+def test_clean_unseen_subjects_are_ok(current, reference_profile, monitoring_params, classes):
+    windows, report = current
+    result = monitor(windows, report, reference_profile, monitoring_params, classes)
+    assert result["batch"]["valid"], result["batch"]
+    assert result["quality"]["quarantined"] == 0
+    assert result["verdict"] == "ok", result["reasons"]
+
+
+def test_milli_g_declared_as_si_fails_the_gravity_check(
+    current, reference_profile, monitoring_params, classes
+):
+    windows, report = current
+    signals = windows["signals"].copy()
+    # Raw milli-g numbers read as m/s^2: every acceleration 1000 / 9.80665 times too large.
+    signals[:, :, :3] *= 1000.0 / STANDARD_GRAVITY
+    result = monitor(
+        _with_signals(windows, signals), report, reference_profile, monitoring_params, classes
+    )
+    assert result["verdict"] == "warn"
+    assert result["reasons"][0]["code"] == "gravity"
+    assert result["quality"]["by_reason"] == {"gravity": len(signals)}
+    gravity = next(iter(result["quality"]["recordings"].values()))["gravity"]
+    assert gravity["hint"] == "data in milli_g declared as m/s^2"
+    # Quarantined windows stay out of the drift statistics.
+    assert result["data_drift"]["windows"] == 0
+
+
+def test_swapped_axes_drift_within_activities(
+    current, reference_profile, monitoring_params, classes
+):
+    windows, report = current
+    signals = windows["signals"][:, :, [1, 0, 2, 3, 4, 5]]
+    result = monitor(
+        _with_signals(windows, signals), report, reference_profile, monitoring_params, classes
+    )
+    assert result["verdict"] == "retrain"
+    reason = result["reasons"][0]
+    assert reason["code"] == "feature_drift"
+    top = list(result["data_drift"]["features"])[:5]
+    assert all(name.startswith(("acc_x", "acc_y", "acc_xz", "acc_yz")) for name in top), top
+
+
+def test_flat_lined_channel_is_quarantined(current, reference_profile, monitoring_params, classes):
+    windows, report = current
+    signals = windows["signals"].copy()
+    stuck = windows["recording_id"] == windows["recording_id"][0]
+    signals[stuck, :, 4] = signals[stuck][0, 0, 4]
+    result = monitor(
+        _with_signals(windows, signals), report, reference_profile, monitoring_params, classes
+    )
+    assert result["quality"]["by_reason"] == {"flat_line": int(stuck.sum())}
+    assert result["verdict"] == "warn"
+    assert result["reasons"][0]["code"] == "flat_line"
+    assert "gyro_y" in result["reasons"][0]["message"]
+    # The stuck recording is left out; the rest is judged as usual and is clean.
+    assert "feature_drift" not in _codes(result)
+
+
+def test_added_noise_drifts(current, reference_profile, monitoring_params, classes):
+    windows, report = current
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=windows["signals"].shape) * np.array([0.3] * 3 + [0.05] * 3)
+    result = monitor(
+        _with_signals(windows, windows["signals"] + noise),
+        report,
+        reference_profile,
+        monitoring_params,
+        classes,
+    )
+    assert result["verdict"] in {"warn", "retrain"}
+    assert result["reasons"][0]["code"] == "feature_drift"
+    # Noise shows most in the still activities' spread.
+    top = next(iter(result["data_drift"]["features"].values()))
+    assert top["activity"] in {"SITTING", "STANDING", "LAYING"}
+
+
+def test_changed_sampling_rate_is_quarantined(
+    processing_params, reference_profile, monitoring_params, classes
+):
+    # 50 Hz data with timestamps of a 25 Hz device: every movement looks twice as slow.
+    windows, report = build_windows(CURRENT_SUBJECTS[:3], processing_params, rate_hz=25.0)
+    result = monitor(windows, report, reference_profile, monitoring_params, classes)
+    assert result["verdict"] == "warn"
+    assert set(result["quality"]["by_reason"]) == {"sampling_rate"}
+    assert result["reasons"][0]["code"] == "sampling_rate"
+    assert "observed 25 Hz, declared 50 Hz" in result["reasons"][0]["message"]
+
+
+def test_class_mix_change_is_not_sensor_drift(
+    current, reference_profile, monitoring_params, classes
+):
+    windows, report = current
+    rng = np.random.default_rng(1)
+    keep = np.isin(windows["label"], ["SITTING", "STANDING", "LAYING"]) | (
+        rng.random(windows["label"].size) < 0.05
+    )
+    mostly_still = {name: values[keep] for name, values in windows.items()}
+    result = monitor(mostly_still, report, reference_profile, monitoring_params, classes)
+    assert result["verdict"] == "warn"
+    assert "class_mix" in _codes(result)
+    assert "feature_drift" not in _codes(result)
+    mix = result["prediction_drift"]["current"]["class_mix"]
+    assert mix["WALKING"] < 0.05
+
+
+def test_small_batches_warn_that_the_verdict_is_not_valid(
+    current, reference_profile, monitoring_params, classes
+):
+    windows, report = current
+    first = windows["recording_id"] == windows["recording_id"][0]
+    result = monitor(
+        {name: values[first] for name, values in windows.items()},
+        report,
+        reference_profile,
+        monitoring_params,
+        classes,
+    )
+    assert not result["batch"]["valid"]
+    assert _codes(result) == ["batch_too_small"]
+
+
+def test_predictions_of_another_model_are_refused(
+    current, reference_profile, monitoring_params, classes
+):
+    windows, report = current
+    quality = check_quality(windows, report, monitoring_params)
+    predictions = stand_in_predictions(windows, classes)
+    predictions.loc[0, "activity"] = "STAND_TO_SIT"
+    with pytest.raises(ValueError, match=r"STAND_TO_SIT.*monitoring_reference"):
+        compute_window_features(windows, predictions, quality, reference_profile, monitoring_params)
