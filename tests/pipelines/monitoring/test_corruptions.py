@@ -180,6 +180,20 @@ def test_small_batches_warn_that_the_verdict_is_not_valid(
     assert _codes(result) == ["batch_too_small"]
 
 
+def test_drift_in_a_too_small_batch_warns_but_never_says_retrain(
+    current, reference_profile, monitoring_params, classes
+):
+    windows, report = current
+    first = windows["recording_id"] == windows["recording_id"][0]
+    small = {name: values[first] for name, values in windows.items()}
+    swapped = _with_signals(small, small["signals"][:, :, [1, 0, 2, 3, 4, 5]])
+    result = monitor(swapped, report, reference_profile, monitoring_params, classes)
+    assert not result["batch"]["valid"]
+    assert result["verdict"] == "warn"
+    assert "feature_drift" in _codes(result)
+    assert "batch_too_small" in _codes(result)
+
+
 def test_predictions_of_another_model_are_refused(
     current, reference_profile, monitoring_params, classes
 ):

@@ -176,8 +176,15 @@ def decide_verdict(
             )
         )
     if passed >= monitoring["min_class_windows"]:
-        reasons += _drift_reasons(data_drift, rules)
-        reasons += _prediction_reasons(prediction_drift, rules)
+        findings = _drift_reasons(data_drift, rules) + _prediction_reasons(prediction_drift, rules)
+        if not valid:
+            # Below the calibrated minimum a drift finding is indicative: worth a look, never
+            # by itself a reason to retrain.
+            for reason in findings:
+                if reason["severity"] == "retrain":
+                    reason["severity"] = "warn"
+                    reason["message"] += " (retrain once confirmed on a full-size batch)"
+        reasons += findings
     severities = [r["severity"] for r in reasons]
     verdict = max(severities, key=VERDICTS.index) if severities else "ok"
     # Most severe first; the batch-size caveat after the findings of the same severity.
