@@ -178,6 +178,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--windows-dir", type=Path, default=PROJECT / "data/05_model_input")
     parser.add_argument("--model-dir", type=Path, default=PROJECT / "data/06_models/pretrained")
+    parser.add_argument(
+        "--windows",
+        default="all_windows",
+        choices=["all_windows", "windows"],
+        help="all_windows: every window, as the pipeline's reference and real recordings "
+        "have them; windows: single-label basic-activity windows only",
+    )
     parser.add_argument("--subsets", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -191,12 +198,12 @@ def main() -> None:
 
     print(
         f"$ python benchmarks/monitoring.py --windows-dir {args.windows_dir} "
-        f"--subsets {args.subsets} --seed {args.seed}"
+        f"--windows {args.windows} --subsets {args.subsets} --seed {args.seed}"
     )
     params = _params("monitoring")["monitoring"]
     prediction = _params("inference")["inference"]["prediction"]
     windows = {
-        s: NpzDataset(str(args.windows_dir / f"windows_{s}.npz")).load()
+        s: NpzDataset(str(args.windows_dir / f"{args.windows}_{s}.npz")).load()
         for s in ("train", "validation", "test")
     }
     bundle = ModelBundleDataset(paths=[str(args.model_dir)]).load()

@@ -34,11 +34,17 @@ def test_pipeline_wiring(parameters):
         "window_samples",
         "filter_windows_by_class",
         "split_windows",
+        "split_all_windows",
         "fit_scaler",
         "summarise_windows",
     }
     assert pipeline.inputs() == {"raw_recordings", *(f"params:{g}" for g in PARAMETER_GROUPS)}
-    assert pipeline.outputs() == {"validation_report", "scaler", "window_counts"}
+    assert pipeline.outputs() == {
+        "validation_report",
+        "scaler",
+        "window_counts",
+        *(f"all_windows_{s}" for s in ("train", "validation", "test")),
+    }
     # Every parameter group the pipeline reads exists in conf/base.
     assert set(PARAMETER_GROUPS) <= set(parameters)
     # The scaler sees the training windows only.
@@ -104,7 +110,22 @@ def in_memory_run(parameters, tmp_path):
 
 def test_in_memory_run_returns_free_outputs(in_memory_run):
     outputs, _ = in_memory_run
-    assert set(outputs) == {"validation_report", "scaler", "window_counts"}
+    assert set(outputs) == {
+        "validation_report",
+        "scaler",
+        "window_counts",
+        *(f"all_windows_{s}" for s in ("train", "validation", "test")),
+    }
+
+
+def test_all_windows_keep_the_mixed_ones_on_the_same_subjects(in_memory_run):
+    _, catalog = in_memory_run
+    train = catalog.load("all_windows_train")
+    # All 6 windows per recording, the 2 spanning the label change included (label "").
+    assert train["subject_id"].tolist() == ["s1"] * 6 + ["s2"] * 6
+    assert (train["label"] == "").sum() == 4
+    assert set(catalog.load("all_windows_validation")["subject_id"]) == {"s3"}
+    assert set(catalog.load("all_windows_test")["subject_id"]) == {"s4"}
 
 
 def test_in_memory_run_splits_windows_by_subject(in_memory_run):

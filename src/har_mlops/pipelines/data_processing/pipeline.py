@@ -75,6 +75,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["windows_train", "windows_validation", "windows_test"],
                 name="split_windows",
             ),
+            # Every window, labelled or not (transitions, unlabelled stretches), split by the
+            # same subjects: what deployed recordings look like, for the monitoring reference.
+            Node(
+                split_windows,
+                inputs=["windows", "params:split"],
+                outputs=["all_windows_train", "all_windows_validation", "all_windows_test"],
+                name="split_all_windows",
+            ),
             Node(fit_scaler, inputs="windows_train", outputs="scaler", name="fit_scaler"),
             Node(
                 summarise_windows,

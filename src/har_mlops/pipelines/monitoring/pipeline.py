@@ -26,16 +26,21 @@ def create_reference_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 predict_reference_windows,
-                inputs=["model_bundle", "windows_train", "windows_validation", "windows_test"],
+                inputs=[
+                    "model_bundle",
+                    "all_windows_train",
+                    "all_windows_validation",
+                    "all_windows_test",
+                ],
                 outputs="reference_predictions",
                 name="predict_reference_windows",
             ),
             Node(
                 compute_reference_features,
                 inputs=[
-                    "windows_train",
-                    "windows_validation",
-                    "windows_test",
+                    "all_windows_train",
+                    "all_windows_validation",
+                    "all_windows_test",
                     "reference_predictions",
                     "params:monitoring",
                 ],
