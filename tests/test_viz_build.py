@@ -38,3 +38,6 @@ def test_viz_build_lists_pipelines_and_layers():
     assert nodes["windows_train"]["layer"] == "model_input"
     assert nodes["scaler"]["layer"] == "models"
     assert nodes["validation_report"]["layer"] == "reporting"
+    # Every dataset sits in a layer (parameters and collapsed groups have none).
+    unplaced = [n["name"] for n in graph["nodes"] if n["type"] == "data" and not n.get("layer")]
+    assert unplaced == []
