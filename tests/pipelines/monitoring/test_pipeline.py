@@ -141,8 +141,9 @@ def test_kedro_run_monitoring_after_inference(project):
     _session_run(project, ["monitoring"])
     reporting = project / "data" / "08_reporting"
     report = json.loads((reporting / "monitoring_report.json").read_text())
-    assert report["verdict"] in {"ok", "warn", "retrain"}
-    assert all(r["code"] and r["message"] for r in report["reasons"])
+    # A clean watch export of a subject the reference never saw (its swapped twin is below).
+    assert report["verdict"] == "ok"
+    assert report["reasons"] == []
     assert report["batch"]["windows"] > 100
     assert report["quality"]["quarantined"] == 0
     assert report["prediction_drift"]["accuracy_check"]["labelled_windows"] > 100
