@@ -64,18 +64,17 @@ class ModelBundleDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     def _load_registry(self) -> dict[str, Any]:
         import mlflow
 
-        import har_mlops.pipelines.training.model  # noqa: F401  (registers custom layers)
+        from har_mlops.serving.pyfunc import load_logged_model
 
+        # The registered model is the serving pyfunc; its Keras file is one of its artifacts.
         try:
-            info = mlflow.models.get_model_info(self._model_uri)
-            model = mlflow.keras.load_model(self._model_uri)
+            logged = load_logged_model(self._model_uri)
         except mlflow.exceptions.MlflowException as exc:
             raise DatasetError(f"Cannot load {self._model_uri} from MLflow: {exc}") from exc
-        contract = (info.metadata or {}).get("preprocessing_contract")
-        if contract is None:
+        if logged["contract"] is None:
             raise DatasetError(f"{self._model_uri} carries no preprocessing_contract metadata")
-        logger.info("Using %s (run %s)", self._model_uri, info.run_id)
-        return {"model": model, "contract": contract, "source": self._model_uri}
+        logger.info("Using %s (run %s)", self._model_uri, logged["run_id"])
+        return {"model": logged["model"], "contract": logged["contract"], "source": self._model_uri}
 
     def _save(self, data: dict[str, Any]) -> None:
         if self._source == "registry":
@@ -85,7 +84,7 @@ class ModelBundleDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         folder = self._paths[0]
         folder.mkdir(parents=True, exist_ok=True)
         model = data["model"]
-        if model.optimizer is not None:
+        if getattr(model, "optimizer", None) is not None:
             # Predicting needs the weights only; the optimizer's moment estimates would
             # triple the file the project ships.
             weights = model.get_weights()

@@ -99,3 +99,25 @@ def test_registry_source_loads_the_registered_model_and_contract(trained):
         local["model"].predict(windows, verbose=0),
         atol=1e-5,
     )
+
+
+def test_registered_model_is_the_servable_pyfunc(trained):
+    import mlflow
+
+    from har_mlops.serving.pyfunc import example_samples
+
+    registration = trained["catalog"].load("model_registration")
+    uri = f"models:/{registration['model_name']}/{registration['version']}"
+    info = mlflow.models.get_model_info(uri)
+    assert info.flavors["python_function"]["loader_module"] == "mlflow.pyfunc.model"
+    served = mlflow.pyfunc.load_model(uri)
+    config = served.unwrap_python_model().predictor.config
+    params = trained["params"]
+    for group in ("validation", "resampling", "windowing", "labels", "serving"):
+        assert config[group] == params[group]
+    threshold = params["inference"]["prediction"]["low_confidence_threshold"]
+    assert config["prediction"]["low_confidence_threshold"] == threshold
+    contract = config["contract"]
+    predictions = served.predict(example_samples(contract, seconds=10.0))
+    assert len(predictions) == 6  # (501 samples - 128) // 64 + 1
+    assert predictions["activity"].isin(contract["class_names"]).all()

@@ -61,7 +61,25 @@ def predict_activities(
 ) -> pd.DataFrame:
     """One row per window: times, predicted activity, confidence, class probabilities, flag."""
     probabilities = _predict(model_bundle["model"], windows["signals"], contract, prediction)
-    classes = contract["class_names"]
+    table = window_table(
+        windows, probabilities, contract["class_names"], prediction["low_confidence_threshold"]
+    )
+    logger.info(
+        "Predicted %d windows in %d recordings (%.1f %% low confidence)",
+        len(table),
+        table["recording_id"].nunique(),
+        100.0 * table["low_confidence"].mean() if len(table) else 0.0,
+    )
+    return table
+
+
+def window_table(
+    windows: dict[str, np.ndarray],
+    probabilities: np.ndarray,
+    classes: list[str],
+    low_confidence_threshold: float,
+) -> pd.DataFrame:
+    """The per-window table from class probabilities (shared with the served model)."""
     best = probabilities.argmax(axis=1)
     table = pd.DataFrame(
         {
@@ -74,13 +92,7 @@ def predict_activities(
     )
     for i, name in enumerate(classes):
         table[f"p_{name}"] = probabilities[:, i]
-    table["low_confidence"] = table["confidence"] < prediction["low_confidence_threshold"]
-    logger.info(
-        "Predicted %d windows in %d recordings (%.1f %% low confidence)",
-        len(table),
-        table["recording_id"].nunique(),
-        100.0 * table["low_confidence"].mean() if len(table) else 0.0,
-    )
+    table["low_confidence"] = table["confidence"] < low_confidence_threshold
     return table
 
 

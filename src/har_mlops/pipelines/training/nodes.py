@@ -60,15 +60,18 @@ def train_model(
     classes = class_names(labels)
     _, window_size, n_channels = windows_train["signals"].shape
     model = build_cnn_bilstm(window_size, n_channels, len(classes), architecture)
+    ema_momentum = training.get("ema_momentum")
     optimizer = keras.optimizers.AdamW(
-        learning_rate=training["learning_rate"], weight_decay=training["weight_decay"]
+        learning_rate=training["learning_rate"],
+        weight_decay=training["weight_decay"],
+        use_ema=ema_momentum is not None,
+        ema_momentum=ema_momentum or 0.99,
     )
     # Keras 3: metrics must be passed by keyword (the third positional is loss_weights).
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     y_train = windows_train["label_index"]
     feed = AugmentedWindows(
-        windows_train["signals"],
-        y_train,
+        windows_train,
         _class_weights(y_train, len(classes), training["class_weighting"]),
         scaler,
         training["batch_size"],
@@ -80,12 +83,16 @@ def train_model(
         windows_validation["label_index"],
     )
     schedule = training["lr_schedule"]
+    # With weight averaging, validation (and so early stopping) judges the averaged weights,
+    # the ones that are kept.
+    ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema_momentum else []
     callbacks = [
+        *ema,
         keras.callbacks.EarlyStopping(
             monitor=training["early_stopping"]["monitor"],
             patience=training["early_stopping"]["patience"],
             start_from_epoch=training["early_stopping"]["start_from_epoch"],
-            restore_best_weights=True,
+            restore_best_weights=training["early_stopping"].get("restore_best_weights", True),
         ),
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss",
@@ -256,22 +263,58 @@ def bundle_model(model: keras.Model, model_contract: dict[str, Any]) -> dict[str
     return {"model": model, "contract": model_contract, "source": "trained in this run"}
 
 
+def predictor_config(
+    contract: dict[str, Any],
+    validation: dict[str, Any],
+    resampling: dict[str, Any],
+    windowing: dict[str, Any],
+    labels: dict[str, Any],
+    inference: dict[str, Any],
+    serving: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything the served model's preprocessing and prediction need, besides the weights."""
+    prediction = inference["prediction"]
+    return {
+        "contract": contract,
+        "validation": dict(validation),
+        "resampling": dict(resampling),
+        "windowing": dict(windowing),
+        "labels": dict(labels),
+        "prediction": {
+            "low_confidence_threshold": float(prediction["low_confidence_threshold"]),
+            "batch_size": int(prediction["batch_size"]),
+        },
+        "serving": dict(serving),
+    }
+
+
 def register_model(
     model: keras.Model,
     contract: dict[str, Any],
     network_report: dict[str, Any],
     registry: dict[str, Any],
+    validation: dict[str, Any],
+    resampling: dict[str, Any],
+    windowing: dict[str, Any],
+    labels: dict[str, Any],
+    inference: dict[str, Any],
+    serving: dict[str, Any],
 ) -> dict[str, Any]:
-    """Logs the model and contract to the MLflow run, registers it behind the quality gate."""
+    """Logs preprocessing + model as one servable pyfunc, registers it behind the quality gate."""
     import mlflow
     from mlflow.tracking import MlflowClient
+
+    from har_mlops.serving.pyfunc import log_activity_model
 
     run = mlflow.active_run()
     if run is None:
         logger.warning("Model not logged or registered: no active MLflow run")
         return {"registered": False, "reason": "no active MLflow run"}
-    info = mlflow.keras.log_model(
-        model, name="model", metadata={"preprocessing_contract": contract}
+    config = predictor_config(
+        contract, validation, resampling, windowing, labels, inference, serving
+    )
+    info = log_activity_model(
+        model, config, name="model", metadata={"preprocessing_contract": contract}
     )
     mlflow.log_dict(contract, "preprocessing_contract.json")
     if not registry["enabled"]:

@@ -81,7 +81,19 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 register_model,
-                inputs=["model", "model_contract", "evaluation_report", "params:registry"],
+                inputs=[
+                    "model",
+                    "model_contract",
+                    "evaluation_report",
+                    "params:registry",
+                    # The served model runs the inference preprocessing itself.
+                    "params:validation",
+                    "params:resampling",
+                    "params:windowing",
+                    "params:labels",
+                    "params:inference",
+                    "params:serving",
+                ],
                 outputs="model_registration",
                 name="register_model",
             ),

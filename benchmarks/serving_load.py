@@ -1,0 +1,158 @@
+"""Load check of the HTTP API: uvicorn on loopback, bounded concurrent /predict requests.
+
+    python benchmarks/serving_load.py                       # 2,000 requests, 16 concurrent
+    python benchmarks/serving_load.py --requests 500 --concurrency 1
+
+Each request carries ``--seconds`` (10) of 50 Hz samples cut from a shipped sample recording
+at a rotating offset. Prints p50/p95/p99 latency, throughput and the error count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from har_mlops.datasets import WearableExportDataset
+from har_mlops.serving.predictor import export_to_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _bodies(recording: Path, seconds: float, count: int) -> list[bytes]:
+    """``count`` request bodies of ``seconds`` each, from consecutive stretches of a recording."""
+    record = WearableExportDataset(str(recording.parent)).load()[recording.name]
+    table = export_to_table(record)
+    t = table["timestamp_ms"].to_numpy()
+    starts = np.arange(t[0], t[-1] - seconds * 1000.0, seconds * 1000.0)
+    bodies = []
+    for start in starts[:count]:
+        part = table[(t >= start) & (t < start + seconds * 1000.0)]
+        body = {"recording_id": recording.name, "accelerometer_unit": "m/s^2"}
+        body |= {"gyroscope_unit": "rad/s"}
+        body |= {c: part[c].tolist() for c in table.columns}
+        bodies.append(json.dumps(body).encode())
+    return bodies
+
+
+def _start_server(port: int, env: dict[str, str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "uvicorn", "har_mlops.serving.app:app"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    return subprocess.Popen(command, cwd=ROOT, env=env)
+
+
+def _wait_healthy(url: str, server: subprocess.Popen, timeout_s: float) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        if server.poll() is not None:
+            raise RuntimeError(f"The server exited with code {server.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"The server did not become healthy within {timeout_s} s")
+
+
+async def _load(url: str, bodies: list[bytes], requests: int, concurrency: int) -> dict:
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    windows = 0
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(i)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0) as client:
+
+        async def worker() -> None:
+            nonlocal windows
+            while not queue.empty():
+                i = queue.get_nowait()
+                started = time.perf_counter()
+                try:
+                    response = await client.post(
+                        "/predict", content=bodies[i % len(bodies)], headers=headers
+                    )
+                except httpx.HTTPError as exc:
+                    errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                    continue
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    key = f"HTTP {response.status_code}"
+                    errors[key] = errors.get(key, 0) + 1
+                else:
+                    windows += len(response.json()["windows"])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {"latencies": latencies, "errors": errors, "elapsed": elapsed, "windows": windows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0, help="of samples per request")
+    parser.add_argument(
+        "--recording", type=Path, default=ROOT / "data/01_raw/inference/sample_exp03_user02"
+    )
+    parser.add_argument("--warmup", type=int, default=32, help="requests before measuring")
+    parser.add_argument("--model-path", default="data/06_models/pretrained")
+    parser.add_argument("--model-uri", default=None, help="models:/... instead of --model-path")
+    args = parser.parse_args()
+
+    bodies = _bodies(args.recording, args.seconds, count=args.requests)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if args.model_uri:
+        env["HAR_MODEL_URI"] = args.model_uri
+        env.pop("HAR_MODEL_PATH", None)
+    else:
+        env["HAR_MODEL_PATH"] = args.model_path
+    server = _start_server(port, env)
+    try:
+        ready_s = _wait_healthy(url, server, timeout_s=180.0)
+        asyncio.run(_load(url, bodies, args.warmup, min(args.concurrency, args.warmup)))
+        result = asyncio.run(_load(url, bodies, args.requests, args.concurrency))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    latencies = np.asarray(result["latencies"]) * 1000.0
+    n_errors = sum(result["errors"].values())
+    print(
+        f"server ready after {ready_s:.1f} s; {len(bodies)} distinct bodies of {args.seconds:g} s"
+    )
+    print(
+        f"{args.requests} requests, {args.concurrency} concurrent: "
+        f"{args.requests / result['elapsed']:.1f} requests/s, "
+        f"{result['windows'] / result['elapsed']:.0f} windows/s, {result['elapsed']:.1f} s"
+    )
+    print(
+        f"latency ms: p50 {np.percentile(latencies, 50):.1f}, "
+        f"p95 {np.percentile(latencies, 95):.1f}, p99 {np.percentile(latencies, 99):.1f}, "
+        f"max {latencies.max():.1f}"
+    )
+    print(f"errors: {n_errors} {result['errors'] or ''}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Where the service gets its model: the MLflow registry, a configured path, or the fallback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .predictor import ActivityPredictor
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_URI = "models:/har_cnn_bilstm@champion"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+# The bundles `kedro run --pipelines inference` would use, in its order.
+DEFAULT_FALLBACK_PATHS = ("data/06_models", "data/06_models/pretrained")
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+METRICS_FILES = ("metrics.json", "evaluation_report.json")
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass
+class ServingSettings:
+    """Service configuration; ``from_env`` reads the ``HAR_*`` environment variables."""
+
+    model_uri: str | None = DEFAULT_MODEL_URI
+    model_path: str | None = None
+    tracking_uri: str = DEFAULT_TRACKING_URI
+    fallback_paths: tuple[str, ...] = DEFAULT_FALLBACK_PATHS
+    conf_source: str = "conf"
+    conf_env: str = "local"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Validation repairs unsorted or duplicated timestamps in batch runs; an online client
+    # sending them has a bug worth hearing about, so the API rejects them by default.
+    reject_repaired: bool = True
+    predict_threads: int = 1
+
+    @classmethod
+    def from_env(cls) -> ServingSettings:
+        """Reads the ``HAR_*`` variables (names and defaults in docs/serving.md)."""
+        env = os.environ
+        fallback = env.get("HAR_FALLBACK_PATHS")
+        return cls(
+            model_uri=env.get("HAR_MODEL_URI", DEFAULT_MODEL_URI) or None,
+            model_path=env.get("HAR_MODEL_PATH") or None,
+            tracking_uri=env.get(
+                "HAR_TRACKING_URI", env.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+            ),
+            fallback_paths=tuple(fallback.split(":")) if fallback else DEFAULT_FALLBACK_PATHS,
+            conf_source=env.get("HAR_CONF_SOURCE", "conf"),
+            conf_env=env.get("HAR_CONF_ENV", "local"),
+            max_body_bytes=int(env.get("HAR_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+            reject_repaired=_env_flag("HAR_REJECT_REPAIRED", True),
+            predict_threads=int(env.get("HAR_PREDICT_THREADS", 1)),
+        )
+
+
+@dataclass
+class LoadedModel:
+    """The predictor and what /health and /model say about it."""
+
+    predictor: ActivityPredictor
+    source: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+def project_parameters(conf_source: str, conf_env: str) -> dict[str, Any]:
+    """The Kedro parameters (base + ``conf_env``), as the inference pipeline reads them."""
+    from kedro.config import OmegaConfigLoader
+
+    loader = OmegaConfigLoader(conf_source=conf_source, base_env="base", default_run_env=conf_env)
+    return dict(loader["parameters"])
+
+
+def config_from_parameters(contract: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The predictor configuration the training pipeline logs, from project parameters."""
+    from har_mlops.pipelines.training.nodes import predictor_config
+
+    return predictor_config(
+        contract,
+        params["validation"],
+        params["resampling"],
+        params["windowing"],
+        params["labels"],
+        params["inference"],
+        params["serving"],
+    )
+
+
+def is_bundle(folder: Path) -> bool:
+    """A folder the inference pipeline can load, or a downloaded MLflow model."""
+    from har_mlops.datasets.model_bundle_dataset import CONTRACT_FILE, MODEL_FILE
+
+    return (folder / "MLmodel").is_file() or (
+        (folder / MODEL_FILE).is_file() and (folder / CONTRACT_FILE).is_file()
+    )
+
+
+def load_local(folder: str | Path, settings: ServingSettings) -> LoadedModel:
+    """A local bundle (``har_cnn_bilstm.keras`` + contract) or a downloaded MLflow model folder."""
+    from har_mlops.datasets.model_bundle_dataset import CONTRACT_FILE, MODEL_FILE
+
+    from .pyfunc import load_keras, load_logged_model
+
+    folder = Path(folder)
+    source = {"kind": "local", "path": str(folder)}
+    if (folder / "MLmodel").is_file():
+        logged = load_logged_model(str(folder.resolve()))
+        model, contract, config = logged["model"], logged["contract"], logged["config"]
+    else:
+        model = load_keras(folder / MODEL_FILE)
+        contract = json.loads((folder / CONTRACT_FILE).read_text())
+        config = None
+    if config is None:
+        config = config_from_parameters(
+            contract, project_parameters(settings.conf_source, settings.conf_env)
+        )
+    metrics = {}
+    for name in METRICS_FILES:
+        if (folder / name).is_file():
+            metrics = json.loads((folder / name).read_text())
+            break
+    logger.info("Serving the local model in %s", folder)
+    return LoadedModel(ActivityPredictor.from_config(model, config, source), source, metrics)
+
+
+def load_registry(model_uri: str, settings: ServingSettings) -> LoadedModel:
+    """A registered model by ``models:/name@alias`` or ``models:/name/version`` URI."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from .pyfunc import load_logged_model
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    source: dict[str, Any] = {"kind": "registry", "uri": model_uri}
+    match = _MODELS_URI.match(model_uri)
+    if match:
+        name, alias, version = match["name"], match["alias"], match["version"]
+        if alias:
+            # Raises when the alias does not exist: the caller falls back.
+            version = client.get_model_version_by_alias(name, alias).version
+        source.update({"name": name, "alias": alias, "version": int(version)})
+    logged = load_logged_model(model_uri)
+    config = logged["config"]
+    if config is None:
+        config = config_from_parameters(
+            logged["contract"], project_parameters(settings.conf_source, settings.conf_env)
+        )
+    source["run_id"] = logged["run_id"]
+    metrics = dict(client.get_run(logged["run_id"]).data.metrics) if logged["run_id"] else {}
+    logger.info("Serving %s (run %s)", model_uri, logged["run_id"])
+    return LoadedModel(
+        ActivityPredictor.from_config(logged["model"], config, source), source, metrics
+    )
+
+
+def load_model(settings: ServingSettings) -> LoadedModel:
+    """``model_path`` if set, else ``model_uri`` from the registry, else the local fallback."""
+    if settings.model_path:
+        return load_local(settings.model_path, settings)
+    if settings.model_uri:
+        try:
+            return load_registry(settings.model_uri, settings)
+        except Exception as exc:  # noqa: BLE001  (any registry failure means: fall back)
+            logger.warning(
+                "Cannot load %s from %s (%s); falling back to the local bundle the inference "
+                "pipeline would use (first of %s)",
+                settings.model_uri,
+                settings.tracking_uri,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                list(settings.fallback_paths),
+            )
+    for folder in settings.fallback_paths:
+        if is_bundle(Path(folder)):
+            return load_local(folder, settings)
+    raise FileNotFoundError(
+        f"No model: {settings.model_uri} unavailable and no bundle in {list(settings.fallback_paths)}"
+    )

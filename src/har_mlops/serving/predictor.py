@@ -1,0 +1,227 @@
+"""The inference pipeline's node functions, in order, on one in-memory sample table.
+
+Online requests and the MLflow pyfunc both go through :class:`ActivityPredictor`, which calls
+the same functions as ``kedro run --pipelines inference`` (validate, resample, convert units,
+label, window, contract check, summary), so serving has no preprocessing code of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from har_mlops.pipelines.data_processing.nodes import (
+    CHANNELS,
+    assign_labels,
+    convert_units,
+    resample_recordings,
+    scale_signals,
+    validate_recordings,
+    window_samples,
+)
+from har_mlops.pipelines.data_processing.validation import NoValidRecordingsError
+from har_mlops.pipelines.inference.nodes import (
+    check_contract,
+    summarise_recordings,
+    window_table,
+)
+
+logger = logging.getLogger(__name__)
+
+TIMESTAMP_COLUMN = "timestamp_ms"
+RECORDING_COLUMN = "recording_id"
+SAMPLE_COLUMNS = [TIMESTAMP_COLUMN, *CHANNELS]
+UNIT_KEYS = ("accelerometer_unit", "gyroscope_unit")
+DEFAULT_RECORDING_ID = "recording"
+_AXES = "xyz"
+
+
+class RecordingRejectedError(ValueError):
+    """The project's validation left nothing to predict; the message says why."""
+
+
+@dataclass
+class PredictionResult:
+    """Per-window predictions, per-recording summary and the validation report behind them."""
+
+    windows: pd.DataFrame
+    summary: pd.DataFrame
+    report: dict[str, Any]
+
+
+def samples_to_recordings(
+    samples: pd.DataFrame, default_recording_id: str = DEFAULT_RECORDING_ID
+) -> dict[str, dict[str, Any]]:
+    """The sample table as the recording dict ``WearableExportDataset`` loads (both streams)."""
+    missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
+    if missing:
+        raise ValueError(f"Sample table lacks column(s) {missing}; expected {SAMPLE_COLUMNS}")
+    if RECORDING_COLUMN in samples.columns:
+        ids = samples[RECORDING_COLUMN].astype("string").fillna(default_recording_id)
+        groups = {str(rec): part for rec, part in samples.groupby(ids.to_numpy(), sort=True)}
+    else:
+        groups = {default_recording_id: samples}
+    recordings = {}
+    for rec_id, part in groups.items():
+        timestamp = part[TIMESTAMP_COLUMN].to_numpy()
+        streams = {
+            stream: pd.DataFrame(
+                {"timestamp": timestamp}
+                | {axis: part[f"{prefix}_{axis}"].to_numpy() for axis in _AXES}
+            )
+            for stream, prefix in (("accelerometer", "acc"), ("gyroscope", "gyro"))
+        }
+        recordings[rec_id] = {
+            # Problems are reported against these names, as against an export's files.
+            "files": {s: f"{rec_id}/{s}" for s in ("accelerometer", "gyroscope", "labels")},
+            "read_errors": {},
+            **streams,
+            "labels": None,
+            "subject_id": rec_id,
+        }
+    return recordings
+
+
+def export_to_table(record: dict[str, Any], recording_id: str | None = None) -> pd.DataFrame:
+    """A wearable export (two clocks) as a sample table, for building requests from exports."""
+    # One clock: the gyroscope interpolated at accelerometer times both streams cover.
+    acc, gyro = record["accelerometer"], record["gyroscope"]
+    t_acc = acc["timestamp"].to_numpy(dtype=np.float64)
+    t_gyro = gyro["timestamp"].to_numpy(dtype=np.float64)
+    inside = (t_acc >= t_gyro[0]) & (t_acc <= t_gyro[-1])
+    t = t_acc[inside]
+    table = pd.DataFrame({TIMESTAMP_COLUMN: t})
+    for axis in _AXES:
+        table[f"acc_{axis}"] = acc[axis].to_numpy(dtype=np.float64)[inside]
+    for axis in _AXES:
+        table[f"gyro_{axis}"] = np.interp(t, t_gyro, gyro[axis].to_numpy(dtype=np.float64))
+    if recording_id is not None:
+        table.insert(0, RECORDING_COLUMN, recording_id)
+    return table
+
+
+class ActivityPredictor:
+    """Sample table + declared units -> per-window activities and per-recording summary."""
+
+    def __init__(
+        self,
+        model: Any,
+        contract: dict[str, Any],
+        validation: dict[str, Any],
+        resampling: dict[str, Any],
+        windowing: dict[str, Any],
+        labels: dict[str, Any],
+        prediction: dict[str, Any],
+        serving: dict[str, Any],
+        source: dict[str, Any] | None = None,
+    ):
+        from .compiled import CompiledForward, power_of_two_buckets
+
+        self.model = model
+        self.contract = contract
+        self.validation = validation
+        self.resampling = resampling
+        self.windowing = windowing
+        self.labels = labels
+        self.prediction = {
+            "low_confidence_threshold": float(prediction["low_confidence_threshold"]),
+            "batch_size": int(prediction["batch_size"]),
+        }
+        self.serving = serving
+        self.source = source or {"kind": "in-process"}
+        self.raw_source = dict(serving["raw_source"])
+        self._scaler = {"channels": CHANNELS, **contract["scaler"]}
+        max_bucket = min(self.prediction["batch_size"], int(serving["max_bucket"]))
+        self.forward = CompiledForward(
+            model,
+            contract["window_size"],
+            len(contract["channels"]),
+            power_of_two_buckets(int(serving["min_bucket"]), max_bucket),
+            jit_compile=bool(serving["jit_compile"]),
+        )
+
+    @classmethod
+    def from_config(
+        cls, model: Any, config: dict[str, Any], source: dict[str, Any] | None = None
+    ) -> ActivityPredictor:
+        """From the JSON the pyfunc carries (see :meth:`config`)."""
+        return cls(
+            model,
+            config["contract"],
+            config["validation"],
+            config["resampling"],
+            config["windowing"],
+            config["labels"],
+            config["prediction"],
+            config["serving"],
+            source,
+        )
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Contract and every parameter the preprocessing and prediction use (JSON-able)."""
+        return {
+            "contract": self.contract,
+            "validation": self.validation,
+            "resampling": self.resampling,
+            "windowing": self.windowing,
+            "labels": self.labels,
+            "prediction": self.prediction,
+            "serving": self.serving,
+        }
+
+    @property
+    def window_size(self) -> int:
+        """Samples per window (at the contract's rate)."""
+        return int(self.contract["window_size"])
+
+    def predict(
+        self, samples: pd.DataFrame, units: dict[str, str] | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Per-window table (as ``predict_activities``) and summary (``summarise_recordings``)."""
+        result = self.predict_detailed(samples, units)
+        return result.windows, result.summary
+
+    def predict_detailed(
+        self, samples: pd.DataFrame, units: dict[str, str] | None = None
+    ) -> PredictionResult:
+        """Like :meth:`predict`, plus the validation report; rejects what validation rejects."""
+        raw_source = {**self.raw_source, **{k: v for k, v in (units or {}).items() if v}}
+        recordings = samples_to_recordings(samples)
+        try:
+            validated, report = validate_recordings(
+                recordings, raw_source, self.validation, self.resampling, self.windowing
+            )
+            resampled = resample_recordings(validated, self.resampling)
+        except NoValidRecordingsError as exc:
+            raise RecordingRejectedError(str(exc)) from exc
+        except ValueError as exc:
+            # resample_recordings says so when no recording has both streams overlapping;
+            # its other ValueError (max_gap_ms below one period) is a configuration bug.
+            if "overlapping" not in str(exc):
+                raise
+            raise RecordingRejectedError(str(exc)) from exc
+        converted = convert_units(resampled, raw_source)
+        labelled = assign_labels(converted, validated, raw_source)
+        windows = window_samples(labelled, self.windowing)
+        if len(windows["signals"]) == 0:
+            raise RecordingRejectedError(
+                f"No gap-free stretch as long as one window ({self.window_size} samples at "
+                f"{self.resampling['target_rate_hz']} Hz, gaps over "
+                f"{self.resampling['max_gap_ms']} ms split the recording)"
+            )
+        bundle = {"model": self.model, "contract": self.contract, "source": self.source}
+        _, contract = check_contract(bundle, windows, self.windowing, self.resampling, self.labels)
+        probabilities = self.forward(scale_signals(windows["signals"], self._scaler))
+        table = window_table(
+            windows,
+            probabilities,
+            contract["class_names"],
+            self.prediction["low_confidence_threshold"],
+        )
+        summary = summarise_recordings(table, report, contract)
+        return PredictionResult(table, summary, report)

@@ -1,0 +1,158 @@
+"""The predictor is the inference pipeline: same node functions, same table, compiled forward."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from har_mlops.pipelines.data_processing.nodes import scale_signals
+from har_mlops.pipelines.inference import create_pipeline
+from har_mlops.pipelines.inference.nodes import predict_activities, window_table
+from har_mlops.serving.compiled import CompiledForward, power_of_two_buckets
+from har_mlops.serving.predictor import RecordingRejectedError, samples_to_recordings
+from har_mlops.units import STANDARD_GRAVITY
+
+
+def test_buckets_are_powers_of_two_up_to_the_largest():
+    assert power_of_two_buckets(1, 512) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+    assert power_of_two_buckets(4, 100) == [4, 8, 16, 32, 64, 100]
+    with pytest.raises(ValueError, match="min_bucket"):
+        power_of_two_buckets(0, 8)
+
+
+@pytest.mark.parametrize("n", [1, 3, 8, 13, 40])
+def test_compiled_forward_equals_keras(loaded, n):
+    model = loaded.predictor.model
+    forward = CompiledForward(model, 128, 6, [1, 2, 4, 8, 16])
+    windows = np.random.default_rng(n).normal(size=(n, 128, 6)).astype(np.float32)
+    # 40 > the largest bucket: split into 16 + 16 + 8.
+    np.testing.assert_allclose(
+        forward(windows), model(windows, training=False).numpy(), atol=1e-5, rtol=0
+    )
+
+
+def test_compiled_forward_never_retraces(loaded):
+    forward = loaded.predictor.forward
+    before = dict(forward._functions)
+    for n in (1, 5, 77, 600):
+        forward(np.zeros((n, 128, 6), np.float32))
+    assert forward._functions == before
+    assert forward(np.zeros((0, 128, 6), np.float32)).shape == (0, 6)
+
+
+def test_window_table_equals_predict_activities(loaded, sample_table):
+    predictor = loaded.predictor
+    windows, _ = predictor.predict(sample_table)
+    # The same windows through predict_activities (Keras model, its own compiled function).
+    recordings = samples_to_recordings(sample_table)
+    outputs = _run_inference_pipeline(predictor, recordings, "m/s^2", "rad/s")
+    expected = outputs["window_predictions"]
+    pd.testing.assert_frame_equal(windows, expected, check_exact=False, atol=1e-5, rtol=0)
+
+
+OUTPUTS = ("window_predictions", "recording_summaries")
+
+
+def _run_inference_pipeline(predictor, recordings, acc_unit, gyro_unit) -> dict:
+    """``kedro run --pipelines inference`` in-process, on recordings already loaded."""
+    raw_source = {
+        **predictor.raw_source,
+        "accelerometer_unit": acc_unit,
+        "gyroscope_unit": gyro_unit,
+    }
+    params = {
+        "inference.raw_source": raw_source,
+        "validation": predictor.validation,
+        "resampling": predictor.resampling,
+        "windowing": predictor.windowing,
+        "labels": predictor.labels,
+        "inference.prediction": {**predictor.prediction, "jit_compile": False},
+    }
+    catalog = DataCatalog(
+        {
+            "inference_recordings": MemoryDataset(recordings),
+            "model_bundle": MemoryDataset(
+                {"model": predictor.model, "contract": predictor.contract, "source": "test"},
+                copy_mode="assign",
+            ),
+        }
+        | {f"params:{k}": MemoryDataset(v) for k, v in params.items()}
+        | {name: _KeptDataset() for name in OUTPUTS}
+    )
+    pipeline = create_pipeline().to_outputs(*OUTPUTS)
+    SequentialRunner().run(pipeline, catalog)
+    return {name: catalog.load(name) for name in OUTPUTS}
+
+
+class _KeptDataset(MemoryDataset):
+    """A MemoryDataset the runner cannot release after its last consumer."""
+
+    def _release(self) -> None:
+        pass
+
+
+def test_predictor_equals_the_inference_pipeline(loaded, sample_table):
+    predictor = loaded.predictor
+    table = pd.concat(
+        [sample_table.assign(recording_id="a"), sample_table.assign(recording_id="b")]
+    )
+    windows, summary = predictor.predict(table)
+    outputs = _run_inference_pipeline(predictor, samples_to_recordings(table), "m/s^2", "rad/s")
+    pd.testing.assert_frame_equal(
+        windows, outputs["window_predictions"], check_exact=False, atol=1e-5, rtol=0
+    )
+    pd.testing.assert_frame_equal(
+        summary, outputs["recording_summaries"], check_exact=False, atol=1e-6, rtol=0
+    )
+    assert set(windows["recording_id"]) == {"a", "b"}
+
+
+def test_declared_units_are_converted(loaded, sample_table):
+    predictor = loaded.predictor
+    si, _ = predictor.predict(sample_table)
+    other = sample_table.copy()
+    other[["acc_x", "acc_y", "acc_z"]] *= 1000.0 / STANDARD_GRAVITY
+    other[["gyro_x", "gyro_y", "gyro_z"]] *= 180.0 / np.pi
+    converted, _ = predictor.predict(
+        other, {"accelerometer_unit": "milli_g", "gyroscope_unit": "deg/s"}
+    )
+    pd.testing.assert_frame_equal(si, converted, check_exact=False, atol=1e-4, rtol=0)
+    assert (si["activity"] == converted["activity"]).all()
+
+
+def test_recording_validation_rejects_sparse_data(loaded, sample_table):
+    sparse = sample_table.iloc[::20].reset_index(drop=True)
+    with pytest.raises(RecordingRejectedError, match="too sparse"):
+        loaded.predictor.predict(sparse)
+
+
+def test_window_table_from_compiled_probabilities_equals_predict_activities(loaded, sample_table):
+    predictor = loaded.predictor
+    windows, _ = predictor.predict(sample_table)
+    result = predictor.predict_detailed(sample_table)
+    assert len(result.windows) == len(windows)
+    assert result.report["summary"]["accepted"] == 1
+    signals = np.random.default_rng(1).normal(size=(5, 128, 6)).astype(np.float32)
+    scaler = {"channels": predictor.contract["channels"], **predictor.contract["scaler"]}
+    expected = predict_activities(
+        {"model": predictor.model},
+        {
+            "signals": signals,
+            "recording_id": np.full(5, "r"),
+            "start_ms": np.arange(5.0),
+            "end_ms": np.arange(5.0) + 1,
+        },
+        predictor.contract,
+        {**predictor.prediction, "jit_compile": False},
+    )
+    probabilities = predictor.forward(scale_signals(signals, scaler))
+    table = window_table(
+        {"recording_id": np.full(5, "r"), "start_ms": np.arange(5.0), "end_ms": np.arange(5.0) + 1},
+        probabilities,
+        predictor.contract["class_names"],
+        predictor.prediction["low_confidence_threshold"],
+    )
+    pd.testing.assert_frame_equal(table, expected, check_exact=False, atol=1e-5, rtol=0)
