@@ -145,8 +145,10 @@ def test_resample_clean_50hz_recording_passes_through_unchanged(resampling):
     np.testing.assert_array_equal(out[CHANNELS[3:]].to_numpy(), gyro[["x", "y", "z"]].to_numpy())
     assert (out["segment_id"] == 0).all()
     assert out["segment_id"].dtype == np.int32
-    assert out["recording_id"].dtype == "string"
-    assert out["subject_id"].dtype == "string"
+    # Categorical: one id per recording, not a string per sample.
+    assert out["recording_id"].dtype == "category"
+    assert out["subject_id"].dtype == "category"
+    assert out["recording_id"].astype(str).eq("rec_a").all()
     assert set(out["recording_id"]) == {"rec_a"}
     assert set(out["subject_id"]) == {"7"}
 
@@ -303,8 +305,8 @@ def test_assign_labels_inclusive_bounds_na_outside_and_label_map():
 
     out = assign_labels(samples, validated, raw_source)
 
-    assert out["label"].dtype == "string"
-    assert out["label"].tolist()[:9] == [
+    assert out["label"].dtype == "category"
+    assert out["label"].astype("string").tolist()[:9] == [
         pd.NA,
         "WALKING",  # exactly at start
         "WALKING",
@@ -328,7 +330,7 @@ def test_assign_labels_without_label_map(raw_source):
 
     out = assign_labels(samples, validated, {**raw_source, "label_map": None})
 
-    assert out["label"].tolist() == ["LAYING", pd.NA]
+    assert out["label"].astype("string").tolist() == ["LAYING", pd.NA]
 
 
 # --------------------------------------------------------------------------- window_samples
