@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,17 @@ STREAM_FILES = {
 METADATA_FILE = "metadata.json"
 
 
+def _release_free_memory() -> None:
+    """Hands memory freed by the parser's threads back to the system (glibc only)."""
+    # glibc keeps each parser thread's arena after the buffers are freed: ~430 MB of a
+    # 24-hour export stayed resident until malloc_trim.
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        trim = getattr(ctypes.CDLL(libc_name), "malloc_trim", None)
+        if trim is not None:
+            trim(0)
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     """Reads one export CSV; column names are stripped of surrounding spaces."""
     try:
@@ -29,6 +42,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
         frame = pacsv.read_csv(path, memory_pool=pool).to_pandas(
             memory_pool=pool, self_destruct=True
         )
+        _release_free_memory()
     except pa.ArrowInvalid:
         # Empty or malformed: the C parser raises pandas' own errors, naming the bad line.
         frame = pd.read_csv(path, skipinitialspace=True)
