@@ -42,7 +42,12 @@ def _train(windows, seed):
         "learning_rate": 0.01,
         "weight_decay": 0.0001,
         "lr_schedule": {"factor": 0.5, "patience": 1, "min_lr": 0.0001},
-        "early_stopping": {"monitor": "val_loss", "patience": 5, "start_from_epoch": 0},
+        "early_stopping": {
+            "monitor": "val_loss",
+            "patience": 5,
+            "start_from_epoch": 0,
+            "restore_best_weights": True,
+        },
         "class_weighting": "balanced",
         "augmentation": {
             "rotation": {"enabled": True, "max_degrees": 10},

@@ -103,52 +103,6 @@ def random_rotations(rng: np.random.Generator, n: int, max_degrees: float) -> np
     return np.eye(3) + sin * k + (1 - cos) * (k @ k)  # Rodrigues' formula
 
 
-def successor_windows(windows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Index of each window's overlapping successor (same recording and label) and its offset.
-
-    Returns ``(successor, shift)``: window ``successor[i]`` starts ``shift[i]`` samples after
-    window ``i``; ``shift`` is 0 where a window has no such successor (then it is its own).
-    """
-    n, size = windows["signals"].shape[:2]
-    start, end = windows["start_ms"], windows["end_ms"]
-    order = np.lexsort((start, windows["recording_id"]))
-    following = np.append(order[1:], order[-1:]) if n else order
-    successor = np.empty(n, dtype=np.int64)
-    successor[order] = following
-    period = (end - start) / max(size - 1, 1)
-    shift = np.rint((start[successor] - start) / np.where(period > 0, period, 1.0)).astype(np.int64)
-    usable = (
-        (windows["recording_id"][successor] == windows["recording_id"])
-        & (windows["label_index"][successor] == windows["label_index"])
-        & (shift > 0)
-        & (shift < size)
-    )
-    return np.where(usable, successor, np.arange(n)), np.where(usable, shift, 0)
-
-
-def shift_in_time(
-    signals: np.ndarray,
-    index: np.ndarray,
-    successor: np.ndarray,
-    shift: np.ndarray,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Windows ``index`` moved later by a random 0..shift samples, continued by their successor.
-
-    Two overlapping windows of one activity cover a longer stretch of it; a window cut at any
-    offset in between is as real as the two the windowing kept.
-    """
-    size = signals.shape[1]
-    offsets = np.floor(rng.random(len(index)) * (shift[index] + 1)).astype(np.int64)
-    t = offsets[:, None] + np.arange(size)[None, :]
-    own = signals[index]
-    later = signals[successor[index]]
-    rows = np.arange(len(index))[:, None]
-    from_own = own[rows, np.minimum(t, size - 1)]
-    from_later = later[rows, np.clip(t - shift[index][:, None], 0, size - 1)]
-    return np.where((t < size)[:, :, None], from_own, from_later)
-
-
 def augment(
     signals: np.ndarray, rng: np.random.Generator, augmentation: dict[str, Any]
 ) -> np.ndarray:
@@ -181,7 +135,8 @@ class AugmentedWindows(keras.utils.PyDataset):
 
     def __init__(
         self,
-        windows: dict[str, np.ndarray],
+        signals: np.ndarray,
+        labels: np.ndarray,
         sample_weights: np.ndarray,
         scaler: dict[str, Any],
         batch_size: int,
@@ -189,8 +144,8 @@ class AugmentedWindows(keras.utils.PyDataset):
         seed: int,
     ):
         super().__init__(workers=1, use_multiprocessing=False)
-        self._signals = windows["signals"]
-        self._labels = windows["label_index"]
+        self._signals = signals
+        self._labels = labels
         self._weights = sample_weights.astype(np.float32)
         self._mean = np.asarray(scaler["mean"], dtype=np.float32)
         self._std = np.asarray(scaler["std"], dtype=np.float32)
@@ -199,9 +154,6 @@ class AugmentedWindows(keras.utils.PyDataset):
         self._seed = seed
         self._epoch = 0
         self._order = self._permutation()
-        self._time_shift = bool(augmentation.get("time_shift", {}).get("enabled"))
-        if self._time_shift:
-            self._successor, self._shift = successor_windows(windows)
 
     def _permutation(self) -> np.ndarray:
         return np.random.default_rng([self._seed, self._epoch]).permutation(len(self._labels))
@@ -212,11 +164,7 @@ class AugmentedWindows(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         idx = self._order[index * self._batch_size : (index + 1) * self._batch_size]
         rng = np.random.default_rng([self._seed, self._epoch, index])
-        if self._time_shift:
-            signals = shift_in_time(self._signals, idx, self._successor, self._shift, rng)
-        else:
-            signals = self._signals[idx]
-        batch = augment(signals, rng, self._augmentation)
+        batch = augment(self._signals[idx], rng, self._augmentation)
         return (batch - self._mean) / self._std, self._labels[idx], self._weights[idx]
 
     def on_epoch_end(self) -> None:

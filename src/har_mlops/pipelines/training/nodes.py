@@ -60,18 +60,15 @@ def train_model(
     classes = class_names(labels)
     _, window_size, n_channels = windows_train["signals"].shape
     model = build_cnn_bilstm(window_size, n_channels, len(classes), architecture)
-    ema_momentum = training.get("ema_momentum")
     optimizer = keras.optimizers.AdamW(
-        learning_rate=training["learning_rate"],
-        weight_decay=training["weight_decay"],
-        use_ema=ema_momentum is not None,
-        ema_momentum=ema_momentum or 0.99,
+        learning_rate=training["learning_rate"], weight_decay=training["weight_decay"]
     )
     # Keras 3: metrics must be passed by keyword (the third positional is loss_weights).
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     y_train = windows_train["label_index"]
     feed = AugmentedWindows(
-        windows_train,
+        windows_train["signals"],
+        y_train,
         _class_weights(y_train, len(classes), training["class_weighting"]),
         scaler,
         training["batch_size"],
@@ -83,16 +80,12 @@ def train_model(
         windows_validation["label_index"],
     )
     schedule = training["lr_schedule"]
-    # With weight averaging, validation (and so early stopping) judges the averaged weights,
-    # the ones that are kept.
-    ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema_momentum else []
     callbacks = [
-        *ema,
         keras.callbacks.EarlyStopping(
             monitor=training["early_stopping"]["monitor"],
             patience=training["early_stopping"]["patience"],
             start_from_epoch=training["early_stopping"]["start_from_epoch"],
-            restore_best_weights=training["early_stopping"].get("restore_best_weights", True),
+            restore_best_weights=training["early_stopping"]["restore_best_weights"],
         ),
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss",
