@@ -25,6 +25,7 @@ def logged(tmp_path_factory, loaded):
         project = make_project_copy(tmp_path_factory.mktemp("pyfunc"), monkeypatch)
         uri = f"sqlite:///{project / 'mlflow-test.db'}"
         mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment("pyfunc_test")
         predictor = loaded.predictor
         with mlflow.start_run() as run:
             info = log_activity_model(
