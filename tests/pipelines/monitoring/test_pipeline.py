@@ -161,8 +161,13 @@ def test_kedro_run_monitoring_after_inference(project):
 
 def test_fail_on_retrain_makes_the_run_fail_after_writing_the_report(project):
     _inference(project, "watch_swapped")
+    # The test environment's reference (two subjects) calibrates loose limits at batch 150
+    # (largest no-drift score ~9); the swapped export reaches ~6.5 with the shipped model,
+    # broad (70 % of features) but not "strong". This test is about fail_on_retrain, so it
+    # asks for the severe-score rule at half the limit instead of three times it.
+    strict = {"fail_on_retrain": True, "verdict": {"severe_score_factor": 0.5}}
     with pytest.raises(Exception, match="Monitoring verdict is 'retrain'") as raised:
-        _session_run(project, ["monitoring"], {"monitoring": {"fail_on_retrain": True}})
+        _session_run(project, ["monitoring"], {"monitoring": strict})
     while mlflow.active_run():
         mlflow.end_run()
     assert isinstance(raised.value, RetrainRequiredError) or isinstance(
