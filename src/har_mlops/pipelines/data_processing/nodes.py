@@ -35,9 +35,18 @@ _STREAM_CHANNELS = {"accelerometer": CHANNELS[:3], "gyroscope": CHANNELS[3:]}
 NO_LABEL = ""
 
 
-def _bracket_ok(source_t: np.ndarray, target_t: np.ndarray, max_gap_ms: float) -> np.ndarray:
-    """True where ``target_t`` lies on a source sample or between two no more than max_gap apart."""
-    right = np.searchsorted(source_t, target_t, side="left")
+def _bracket_ok(
+    source_t: np.ndarray,
+    target_t: np.ndarray,
+    max_gap_ms: float,
+    right: np.ndarray | None = None,
+) -> np.ndarray:
+    """True where ``target_t`` lies on a source sample or between two no more than max_gap apart.
+
+    ``right``: ``np.searchsorted(source_t, target_t)`` if the caller has it already.
+    """
+    if right is None:
+        right = np.searchsorted(source_t, target_t, side="left")
     inside = (right < source_t.size) & (target_t >= source_t[0])
     right = np.minimum(right, source_t.size - 1)
     left = np.maximum(right - 1, 0)
@@ -45,8 +54,9 @@ def _bracket_ok(source_t: np.ndarray, target_t: np.ndarray, max_gap_ms: float) -
     return inside & (exact | (source_t[right] - source_t[left] <= max_gap_ms))
 
 
-def _nearest_distance(source_t: np.ndarray, target_t: np.ndarray) -> np.ndarray:
-    right = np.clip(np.searchsorted(source_t, target_t), 0, source_t.size - 1)
+def _nearest_distance(source_t: np.ndarray, target_t: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Distance from each target time to the nearest source time (``right`` as in _bracket_ok)."""
+    right = np.clip(right, 0, source_t.size - 1)
     left = np.maximum(right - 1, 0)
     return np.minimum(np.abs(source_t[right] - target_t), np.abs(target_t - source_t[left]))
 
@@ -61,8 +71,10 @@ def _resample_recording(
     t_gyro = gyro["timestamp"].to_numpy()
     # Merge: each accelerometer sample takes the gyroscope value at its time (interpolated
     # between the neighbouring gyro samples) if a gyro sample lies within the tolerance.
-    merged_ok = (_nearest_distance(t_gyro, t_acc) <= resampling["merge_tolerance_ms"]) & (
-        _bracket_ok(t_gyro, t_acc, max_gap_ms)
+    # One search serves both tests (a day of samples: ~0.2 s each).
+    right = np.searchsorted(t_gyro, t_acc, side="left")
+    merged_ok = (_nearest_distance(t_gyro, t_acc, right) <= resampling["merge_tolerance_ms"]) & (
+        _bracket_ok(t_gyro, t_acc, max_gap_ms, right)
     )
     t_merged = t_acc[merged_ok]
     if t_merged.size < 2:

@@ -38,16 +38,18 @@ def _numeric(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     )
 
 
-def _stream_stats(timestamps: np.ndarray, max_gap_ms: float) -> dict[str, Any]:
+def _stream_stats(timestamps: np.ndarray, max_gap_ms: float) -> tuple[dict[str, Any], float]:
+    """Report figures of a sorted stream, and its median sample interval (ms)."""
     diffs = np.diff(timestamps)
     gaps = diffs[diffs > max_gap_ms]
     median = float(np.median(diffs)) if diffs.size else float("nan")
-    return {
+    stats = {
         "duration_s": round(float(timestamps[-1] - timestamps[0]) / 1000.0, 3),
         "observed_rate_hz": round(1000.0 / median, 3) if median > 0 else None,
         "gaps": int(gaps.size),
         "longest_gap_s": round(float(gaps.max()) / 1000.0, 3) if gaps.size else 0.0,
     }
+    return stats, median
 
 
 def _structural_problem(frame: pd.DataFrame | None, read_error: str | None) -> str | None:
@@ -130,8 +132,8 @@ def _validate_stream(
         problems.append(_problem(file, "fewer than 2 usable rows", rows, "rejected"))
         return None, stats, problems
     values = values.reset_index(drop=True)
-    stats.update(_stream_stats(values["timestamp"].to_numpy(), max_gap_ms))
-    median_interval = float(np.median(np.diff(values["timestamp"].to_numpy())))
+    stream_stats, median_interval = _stream_stats(values["timestamp"].to_numpy(), max_gap_ms)
+    stats.update(stream_stats)
     if median_interval > max_gap_ms:
         problem = (
             f"too sparse: median sample interval {median_interval:g} ms exceeds "
