@@ -283,15 +283,9 @@ def predictor_config(
 
 def register_model(
     model: keras.Model,
-    contract: dict[str, Any],
+    served_config: dict[str, Any],
     network_report: dict[str, Any],
     registry: dict[str, Any],
-    validation: dict[str, Any],
-    resampling: dict[str, Any],
-    windowing: dict[str, Any],
-    labels: dict[str, Any],
-    inference: dict[str, Any],
-    serving: dict[str, Any],
 ) -> dict[str, Any]:
     """Logs preprocessing + model as one servable pyfunc, registers it behind the quality gate."""
     import mlflow
@@ -303,11 +297,9 @@ def register_model(
     if run is None:
         logger.warning("Model not logged or registered: no active MLflow run")
         return {"registered": False, "reason": "no active MLflow run"}
-    config = predictor_config(
-        contract, validation, resampling, windowing, labels, inference, serving
-    )
+    contract = served_config["contract"]
     info = log_activity_model(
-        model, config, name="model", metadata={"preprocessing_contract": contract}
+        model, served_config, name="model", metadata={"preprocessing_contract": contract}
     )
     mlflow.log_dict(contract, "preprocessing_contract.json")
     if not registry["enabled"]:

@@ -9,6 +9,7 @@ from .nodes import (
     evaluate_baseline,
     evaluate_model,
     plot_confusion_matrix,
+    predictor_config,
     register_model,
     train_baseline,
     train_model,
@@ -80,12 +81,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="bundle_model",
             ),
             Node(
-                register_model,
+                predictor_config,
                 inputs=[
-                    "model",
                     "model_contract",
-                    "evaluation_report",
-                    "params:registry",
                     # The served model runs the inference preprocessing itself.
                     "params:validation",
                     "params:resampling",
@@ -94,6 +92,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:inference",
                     "params:serving",
                 ],
+                outputs="served_model_config",
+                name="predictor_config",
+            ),
+            Node(
+                register_model,
+                inputs=["model", "served_model_config", "evaluation_report", "params:registry"],
                 outputs="model_registration",
                 name="register_model",
             ),
