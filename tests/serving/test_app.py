@@ -105,8 +105,8 @@ def _bad_bodies(good: dict) -> dict[str, tuple[bytes | dict, int, str]]:
         ),
         "null value": (_body_with(good, gyro_y=[None, *good["gyro_y"][1:]]), 422, "valid number"),
         "list is a string": (_body_with(good, timestamp_ms=MARKER_TEXT), 422, "timestamp_ms"),
-        "NaN literal": (nan_text, 400, "NaN"),
-        "Infinity literal": (inf_text, 400, "Infinity"),
+        "NaN literal": (nan_text, 422, "finite number"),
+        "Infinity literal": (inf_text, 422, "finite number"),
         "overflowing number": (overflow, 422, "finite"),
         "too few samples": (
             {k: (v[:100] if isinstance(v, list) else v) for k, v in good.items()},
@@ -274,3 +274,12 @@ def test_fastapi_validation_errors_with_nan_give_422_without_the_input(loaded, s
         {"loc": ["body", "value"], "msg": "Input should be greater than 0"}
     ]
     assert MARKER_TEXT not in response.text
+
+
+def test_nan_literal_is_refused_at_its_location(client, good_body):
+    text = json.dumps(good_body).replace(str(good_body["acc_x"][5]), "NaN", 1).encode()
+    response = _post(client, text)
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {"loc": ["acc_x", 5], "msg": "Input should be a finite number"}
+    ]

@@ -6,7 +6,6 @@ problem (field locations and messages) but never echo the request's values back.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -45,8 +44,6 @@ from .predictor import TIMESTAMP_COLUMN, PredictionResult, RecordingRejectedErro
 
 logger = logging.getLogger(__name__)
 
-# Problems are reported against this id, so that error messages never carry the client's.
-INTERNAL_RECORDING_ID = "request"
 MAX_REPORTED_ERRORS = 10
 MAX_LOC_CHARS = 64
 ENDPOINTS = ("/predict", "/health", "/model", "/metrics")
@@ -90,10 +87,11 @@ class PredictRequest(BaseModel):
         return self
 
     def table(self) -> pd.DataFrame:
-        """The unlabelled sample table the predictor takes."""
+        """The unlabelled sample table the predictor takes (one recording, no id column)."""
         return pd.DataFrame(
             {TIMESTAMP_COLUMN: np.asarray(self.timestamp_ms, dtype=np.float64)}
-            | {c: np.asarray(getattr(self, c), dtype=np.float64) for c in CHANNELS}
+            | {c: np.asarray(getattr(self, c), dtype=np.float64) for c in CHANNELS},
+            copy=False,
         )
 
 
@@ -161,10 +159,6 @@ def _error_response(status: int, detail: str, errors: list | None = None) -> JSO
     return JSONResponse(body, status_code=status)
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a valid JSON number")
-
-
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refusing it (413) beyond ``limit`` bytes, by header and by actual size."""
     declared = request.headers.get("content-length")
@@ -185,24 +179,19 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _parse(body: bytes) -> PredictRequest:
-    """JSON (NaN and Infinity literals refused) validated against :class:`PredictRequest`."""
+    """The body parsed and validated against :class:`PredictRequest` in one pass."""
+    # pydantic's own JSON parser: ~0.2 ms for a 10-s request where json.loads alone takes ~1 ms.
+    # It reads NaN and Infinity literals as numbers, which FiniteNumber then refuses by location.
     try:
-        data = json.loads(body, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise BadRequestError(
-            400, f"Body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    except ValueError as exc:
-        raise BadRequestError(400, f"Body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise BadRequestError(400, "Body is not valid JSON: nested too deeply") from None
-    if not isinstance(data, dict):
-        raise BadRequestError(422, "Body must be a JSON object")
-    try:
-        return PredictRequest.model_validate(data)
+        return PredictRequest.model_validate_json(body)
     except ValidationError as exc:
-        errors = _validation_errors(exc.errors(include_url=False, include_input=False))
-        raise BadRequestError(422, "Request validation failed", errors) from None
+        errors = exc.errors(include_url=False, include_input=False)
+        not_json = [e for e in errors if e["type"] == "json_invalid"]
+        if not_json:
+            raise BadRequestError(400, f"Body is not valid JSON: {not_json[0]['msg']}") from None
+        if len(errors) == 1 and errors[0]["type"] == "model_type" and not errors[0]["loc"]:
+            raise BadRequestError(422, "Body must be a JSON object") from None
+        raise BadRequestError(422, "Request validation failed", _validation_errors(errors)) from None
 
 
 def _repairs(report: dict[str, Any]) -> list[str]:
@@ -215,11 +204,19 @@ def _repairs(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def _json_value(value: Any) -> Any:
+    """NaN, infinities and pandas' NA (e.g. no duration) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return None if value is pd.NA else value
+
+
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """JSON-safe records: NaN (e.g. no duration) becomes null."""
+    """JSON-safe records of Python scalars, column by column (``to_dict`` is ~2 ms a row)."""
+    columns = {name: frame[name].tolist() for name in frame.columns}
     return [
-        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-        for row in frame.astype(object).to_dict("records")
+        {name: _json_value(values[i]) for name, values in columns.items()}
+        for i in range(len(frame))
     ]
 
 
@@ -246,7 +243,9 @@ def _response(
             probabilities,
         )
     ]
-    summary_rows = _records(summary.assign(recording_id=request.recording_id))
+    summary_rows = _records(summary)
+    for row in summary_rows:
+        row["recording_id"] = request.recording_id
     return {
         "recording_id": request.recording_id,
         "model": loaded.source,
@@ -273,8 +272,9 @@ async def _predict(
         "accelerometer_unit": parsed.accelerometer_unit,
         "gyroscope_unit": parsed.gyroscope_unit,
     }
+    # No recording id in the table: validation reports problems against the predictor's
+    # default id, so that error messages never carry the client's.
     table = parsed.table()
-    table.insert(0, "recording_id", INTERNAL_RECORDING_ID)
     try:
         result = await anyio.to_thread.run_sync(
             loaded.predictor.predict_detailed, table, units, limiter=limiter

@@ -53,25 +53,48 @@ class PredictionResult:
     report: dict[str, Any]
 
 
+def _recording_codes(ids: pd.Series, default: str) -> tuple[np.ndarray, list[str]]:
+    """Integer code per row into sorted recording names; missing ids become ``default``."""
+    # Factorise first and stringify only the distinct ids: a string per row costs more than
+    # the rest of a served request's preprocessing.
+    codes, uniques = pd.factorize(ids, use_na_sentinel=True)
+    labels = [str(u) for u in uniques]
+    if (codes < 0).any():
+        codes = np.where(codes < 0, len(labels), codes)
+        labels.append(default)
+    # Distinct ids may share a string (1 and "1"): merge them, as their files would be.
+    names, remap = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
+    return remap[codes], [str(n) for n in names]
+
+
 def samples_to_recordings(
     samples: pd.DataFrame, default_recording_id: str = DEFAULT_RECORDING_ID
 ) -> dict[str, dict[str, Any]]:
     """The sample table as the recording dict ``WearableExportDataset`` loads (both streams)."""
-    missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
+    present = set(samples.columns)
+    missing = [c for c in SAMPLE_COLUMNS if c not in present]
     if missing:
         raise ValueError(f"Sample table lacks column(s) {missing}; expected {SAMPLE_COLUMNS}")
-    if RECORDING_COLUMN in samples.columns:
-        ids = samples[RECORDING_COLUMN].astype("string").fillna(default_recording_id)
-        groups = {str(rec): part for rec, part in samples.groupby(ids.to_numpy(), sort=True)}
+    columns = {c: samples[c].to_numpy() for c in SAMPLE_COLUMNS}
+    if RECORDING_COLUMN in present:
+        codes, names = _recording_codes(samples[RECORDING_COLUMN], default_recording_id)
     else:
-        groups = {default_recording_id: samples}
+        codes, names = np.zeros(len(samples), dtype=np.intp), [default_recording_id]
+    # Rows of each recording, in table order (a stable sort keeps it within a recording).
+    if len(names) == 1:
+        rows_of = {str(names[0]): slice(None)}
+    else:
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        rows_of = {str(n): order[bounds[i] : bounds[i + 1]] for i, n in enumerate(names)}
     recordings = {}
-    for rec_id, part in groups.items():
-        timestamp = part[TIMESTAMP_COLUMN].to_numpy()
+    for rec_id, rows in rows_of.items():
+        timestamp = columns[TIMESTAMP_COLUMN][rows]
         streams = {
             stream: pd.DataFrame(
                 {"timestamp": timestamp}
-                | {axis: part[f"{prefix}_{axis}"].to_numpy() for axis in _AXES}
+                | {axis: columns[f"{prefix}_{axis}"][rows] for axis in _AXES},
+                copy=False,
             )
             for stream, prefix in (("accelerometer", "acc"), ("gyroscope", "gyro"))
         }

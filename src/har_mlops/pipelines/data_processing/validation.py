@@ -25,17 +25,19 @@ def _problem(file: str, problem: str, rows: int, action: str) -> dict[str, Any]:
     return {"file": file, "problem": problem, "rows_affected": int(rows), "action": action}
 
 
-def _numeric(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Coerces columns to float; anything unparsable becomes NaN (and is counted by the caller)."""
+def _numeric(frame: pd.DataFrame, columns: list[str]) -> dict[str, np.ndarray]:
+    """Columns as float arrays; anything unparsable becomes NaN (and is counted by the caller)."""
     # Columns the CSV reader already parsed as numbers skip the (slow) coercion.
-    return pd.DataFrame(
-        {
-            c: frame[c].to_numpy(dtype="float64", na_value=np.nan)
-            if pd.api.types.is_numeric_dtype(frame[c])
-            else pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype="float64")
-            for c in columns
-        }
-    )
+    return {
+        c: frame[c].to_numpy(dtype="float64", na_value=np.nan)
+        if pd.api.types.is_numeric_dtype(frame[c])
+        else pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype="float64")
+        for c in columns
+    }
+
+
+def _take_rows(columns: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {c: values[rows] for c, values in columns.items()}
 
 
 def _stream_stats(timestamps: np.ndarray, max_gap_ms: float) -> tuple[dict[str, Any], float]:
@@ -87,10 +89,12 @@ def _validate_stream(
     rows = len(frame)
 
     problems: list[dict[str, Any]] = []
-    values = _numeric(frame, SENSOR_COLUMNS)
-    array = values.to_numpy()
-    finite = np.isfinite(array).all(axis=1)
-    in_range = (np.abs(array[:, 1:]) <= limit).all(axis=1) | ~finite
+    # Column arrays until the end: a request-sized stream would otherwise spend more time in
+    # DataFrame bookkeeping than in the checks themselves.
+    columns = _numeric(frame, SENSOR_COLUMNS)
+    finite = np.logical_and.reduce([np.isfinite(v) for v in columns.values()])
+    in_range = np.logical_and.reduce([np.abs(columns[c]) <= limit for c in SENSOR_COLUMNS[1:]])
+    in_range |= ~finite
     bad_counts = {
         "NaN or non-numeric values": int((~finite).sum()),
         f"values beyond the plausible sensor range (|v| > {limit:g} in declared units)": int(
@@ -111,28 +115,27 @@ def _validate_stream(
     for kind, count in bad_counts.items():
         if count:
             problems.append(_problem(file, f"rows with {kind} dropped", count, "repaired"))
-    if not keep.all():
-        values = values[keep]
+    if n_bad:
+        columns = _take_rows(columns, keep)
 
-    timestamps = values["timestamp"].to_numpy()
-    unsorted = int((np.diff(timestamps) < 0).sum())
+    unsorted = int((np.diff(columns["timestamp"]) < 0).sum())
     stats["unsorted_timestamps"] = unsorted
     if unsorted:
-        values = values.sort_values("timestamp", kind="stable")
+        columns = _take_rows(columns, np.argsort(columns["timestamp"], kind="stable"))
         problems.append(_problem(file, "timestamps out of order, sorted", unsorted, "repaired"))
     # Sorted by now, so a duplicate equals its predecessor (hashing 4M floats is 10x slower).
-    duplicated = np.r_[False, np.diff(values["timestamp"].to_numpy()) == 0]
+    duplicated = np.r_[False, np.diff(columns["timestamp"]) == 0]
     stats["duplicated_timestamps"] = int(duplicated.sum())
     if duplicated.any():
-        values = values[~duplicated]
+        columns = _take_rows(columns, ~duplicated)
         problems.append(
             _problem(file, "duplicated timestamps, first kept", int(duplicated.sum()), "repaired")
         )
-    if len(values) < 2:
+    if len(columns["timestamp"]) < 2:
         problems.append(_problem(file, "fewer than 2 usable rows", rows, "rejected"))
         return None, stats, problems
-    values = values.reset_index(drop=True)
-    stream_stats, median_interval = _stream_stats(values["timestamp"].to_numpy(), max_gap_ms)
+    values = pd.DataFrame(columns, copy=False)
+    stream_stats, median_interval = _stream_stats(columns["timestamp"], max_gap_ms)
     stats.update(stream_stats)
     if median_interval > max_gap_ms:
         problem = (
@@ -168,7 +171,8 @@ def _validate_labels(
         return None, [_problem(file, problem, len(frame), "ignored")]
     bounds = _numeric(frame, ["start", "end"])
     activity = frame["activity"].astype("string").str.strip()
-    ok = np.isfinite(bounds.to_numpy()).all(axis=1) & (bounds["end"] >= bounds["start"]).to_numpy()
+    ok = np.isfinite(bounds["start"]) & np.isfinite(bounds["end"])
+    ok &= bounds["end"] >= bounds["start"]
     ok &= activity.notna().to_numpy() & (activity.str.len() > 0).fillna(False).to_numpy()
     problems = []
     if (~ok).sum():
@@ -178,7 +182,7 @@ def _validate_labels(
             )
         )
     labels = pd.DataFrame(
-        {"start": bounds["start"][ok], "end": bounds["end"][ok], "activity": activity[ok]}
+        {"start": bounds["start"][ok], "end": bounds["end"][ok], "activity": activity[ok].array}
     )
     labels = labels.sort_values("start", kind="stable").reset_index(drop=True)
     ends_so_far = labels["end"].cummax().to_numpy()
@@ -232,8 +236,9 @@ def _validate_recording(
 
     usable = all(clean[s] is not None for s in SENSOR_STREAMS)
     if usable:
-        start = max(clean[s]["timestamp"].iloc[0] for s in SENSOR_STREAMS)
-        end = min(clean[s]["timestamp"].iloc[-1] for s in SENSOR_STREAMS)
+        timestamps = [clean[s]["timestamp"].to_numpy() for s in SENSOR_STREAMS]
+        start = max(t[0] for t in timestamps)
+        end = min(t[-1] for t in timestamps)
         overlap_s = max(0.0, (end - start) / 1000.0)
         entry["overlap_duration_s"] = round(overlap_s, 3)
         if overlap_s < min_duration_s:
