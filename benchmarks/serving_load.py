@@ -50,9 +50,10 @@ def _bodies(recording: Path, seconds: float, count: int) -> list[bytes]:
     return bodies
 
 
-def _start_server(port: int, env: dict[str, str]) -> subprocess.Popen:
+def _start_server(port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen:
     command = [sys.executable, "-m", "uvicorn", "har_mlops.serving.app:app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    command += ["--workers", str(workers)]
     return subprocess.Popen(command, cwd=ROOT, env=env)
 
 
@@ -115,6 +116,7 @@ def main() -> None:
         "--recording", type=Path, default=ROOT / "data/01_raw/inference/sample_exp03_user02"
     )
     parser.add_argument("--warmup", type=int, default=32, help="requests before measuring")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--model-path", default="data/06_models/pretrained")
     parser.add_argument("--model-uri", default=None, help="models:/... instead of --model-path")
     args = parser.parse_args()
@@ -128,7 +130,7 @@ def main() -> None:
         env.pop("HAR_MODEL_PATH", None)
     else:
         env["HAR_MODEL_PATH"] = args.model_path
-    server = _start_server(port, env)
+    server = _start_server(port, env, args.workers)
     try:
         ready_s = _wait_healthy(url, server, timeout_s=180.0)
         asyncio.run(_load(url, bodies, args.warmup, min(args.concurrency, args.warmup)))

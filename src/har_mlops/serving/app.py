@@ -6,6 +6,7 @@ problem (field locations and messages) but never echo the request's values back.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -141,6 +142,36 @@ class Metrics:
         self.low_confidence.inc(int(windows["low_confidence"].sum()))
 
 
+class RequestMetricsMiddleware:
+    """Counts requests by endpoint and status and times them (plain ASGI, no extra task)."""
+
+    # Starlette's BaseHTTPMiddleware (``@app.middleware``) runs each request in a task and
+    # pipes the response through a stream: ~1 ms a request, a tenth of a prediction.
+    def __init__(self, app: Any, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"
+        status = 500
+
+        async def send_with_status(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            self.metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
+            self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+
+
 def _safe_loc(loc: tuple[Any, ...]) -> list[Any]:
     # Extra keys are the client's strings: keep locations short.
     return [part if isinstance(part, int) else str(part)[:MAX_LOC_CHARS] for part in loc]
@@ -191,7 +222,9 @@ def _parse(body: bytes) -> PredictRequest:
             raise BadRequestError(400, f"Body is not valid JSON: {not_json[0]['msg']}") from None
         if len(errors) == 1 and errors[0]["type"] == "model_type" and not errors[0]["loc"]:
             raise BadRequestError(422, "Body must be a JSON object") from None
-        raise BadRequestError(422, "Request validation failed", _validation_errors(errors)) from None
+        raise BadRequestError(
+            422, "Request validation failed", _validation_errors(errors)
+        ) from None
 
 
 def _repairs(report: dict[str, Any]) -> list[str]:
@@ -212,11 +245,11 @@ def _json_value(value: Any) -> Any:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """JSON-safe records of Python scalars, column by column (``to_dict`` is ~2 ms a row)."""
-    columns = {name: frame[name].tolist() for name in frame.columns}
+    """JSON-safe records of Python scalars (``to_dict`` costs ~2 ms for a one-row summary)."""
+    names = [str(name) for name in frame.columns]
     return [
-        {name: _json_value(values[i]) for name, values in columns.items()}
-        for i in range(len(frame))
+        {name: _json_value(value) for name, value in zip(names, row)}
+        for row in frame.to_numpy(dtype=object).tolist()
     ]
 
 
@@ -224,7 +257,8 @@ def _response(
     request: PredictRequest, windows: pd.DataFrame, summary: pd.DataFrame, loaded: LoadedModel
 ) -> dict[str, Any]:
     classes = loaded.predictor.contract["class_names"]
-    probabilities = windows[[f"p_{c}" for c in classes]].to_numpy(dtype=np.float64)
+    # Column by column: selecting a column list costs ~0.4 ms of pandas bookkeeping.
+    probabilities = np.column_stack([windows[f"p_{c}"].to_numpy(np.float64) for c in classes])
     rows = [
         {
             "window_start_ms": float(start),
@@ -317,18 +351,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.settings = settings
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        endpoint = request.url.path if request.url.path in ENDPOINTS else "other"
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
-            metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
     async def validation_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -345,14 +368,16 @@ def create_app(
         return state["loaded"]
 
     @app.post("/predict")
-    async def predict(request: Request) -> dict[str, Any]:
+    async def predict(request: Request) -> Response:
         """Per-window activity, confidence, probabilities and the recording summary."""
         loaded = model_or_503()
         body = await _read_body(request, settings.max_body_bytes)
         parsed = _parse(body)
         result = await _predict(parsed, loaded, limiter, settings.reject_repaired)
         metrics.observe_prediction(result.windows)
-        return _response(parsed, result.windows, result.summary, loaded)
+        # Serialised here: FastAPI's jsonable_encoder walks every value again (~0.5 ms).
+        payload = _response(parsed, result.windows, result.summary, loaded)
+        return Response(json.dumps(payload, allow_nan=False), media_type="application/json")
 
     @app.get("/health")
     async def health() -> JSONResponse:
