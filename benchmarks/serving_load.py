@@ -1,10 +1,13 @@
 """Load check of the HTTP API: uvicorn on loopback, bounded concurrent /predict requests.
 
-    python benchmarks/serving_load.py                       # 2,000 requests, 16 concurrent
-    python benchmarks/serving_load.py --requests 500 --concurrency 1
+    python benchmarks/serving_load.py                # 500 requests from one client, then
+                                                     # 2,000 requests, 16 concurrent
+    python benchmarks/serving_load.py --workers 2    # two uvicorn worker processes
 
 Each request carries ``--seconds`` (10) of 50 Hz samples cut from a shipped sample recording
-at a rotating offset. Prints p50/p95/p99 latency, throughput and the error count.
+at a rotating offset. Prints p50/p95/p99 latency, throughput and the error count of each
+phase: one client (the latency of a request on its own) and ``--concurrency`` clients (the
+throughput, where latency is mostly waiting for the cores).
 """
 
 from __future__ import annotations
@@ -107,10 +110,46 @@ async def _load(url: str, bodies: list[bytes], requests: int, concurrency: int) 
     return {"latencies": latencies, "errors": errors, "elapsed": elapsed, "windows": windows}
 
 
+def _wait_all_workers(url: str, workers: int, timeout_s: float) -> None:
+    """Until ``workers`` distinct processes answered /health (each compiles its own model)."""
+    started, pids = time.perf_counter(), set()
+    while len(pids) < workers:
+        if time.perf_counter() - started > timeout_s:
+            raise TimeoutError(f"Only {len(pids)} of {workers} workers answered in {timeout_s} s")
+        # A new connection each time, so that the kernel hands it to any listening worker.
+        response = httpx.get(f"{url}/health", timeout=5.0)
+        if response.status_code == 200:
+            pids.add(response.json()["pid"])
+        time.sleep(0.1)
+
+
+def _report(name: str, result: dict, requests: int, concurrency: int) -> dict[str, float]:
+    latencies = np.asarray(result["latencies"]) * 1000.0
+    figures = {
+        "throughput": requests / result["elapsed"],
+        "p50": float(np.percentile(latencies, 50)),
+        "p95": float(np.percentile(latencies, 95)),
+    }
+    print(
+        f"{name}: {requests} requests, {concurrency} concurrent, {result['elapsed']:.1f} s: "
+        f"{figures['throughput']:.1f} requests/s, {result['windows'] / result['elapsed']:.0f} "
+        f"windows/s; latency ms p50 {figures['p50']:.1f}, p95 {figures['p95']:.1f}, "
+        f"p99 {np.percentile(latencies, 99):.1f}, max {latencies.max():.1f}; "
+        f"errors {sum(result['errors'].values())} {result['errors'] or ''}"
+    )
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--single-requests",
+        type=int,
+        default=500,
+        help="requests from one client first, for the latency of a request on its own (0: skip)",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="of samples per request")
     parser.add_argument(
         "--recording", type=Path, default=ROOT / "data/01_raw/inference/sample_exp03_user02"
@@ -133,27 +172,28 @@ def main() -> None:
     server = _start_server(port, env, args.workers)
     try:
         ready_s = _wait_healthy(url, server, timeout_s=180.0)
+        _wait_all_workers(url, args.workers, timeout_s=180.0)
         asyncio.run(_load(url, bodies, args.warmup, min(args.concurrency, args.warmup)))
+        single = None
+        if args.single_requests:
+            single = asyncio.run(_load(url, bodies, args.single_requests, 1))
         result = asyncio.run(_load(url, bodies, args.requests, args.concurrency))
     finally:
         server.terminate()
         server.wait(timeout=30)
-    latencies = np.asarray(result["latencies"]) * 1000.0
-    n_errors = sum(result["errors"].values())
     print(
-        f"server ready after {ready_s:.1f} s; {len(bodies)} distinct bodies of {args.seconds:g} s"
+        f"server ({args.workers} worker(s)) ready after {ready_s:.1f} s; "
+        f"{len(bodies)} distinct bodies of {args.seconds:g} s"
     )
+    if single is not None:
+        _report("single client", single, args.single_requests, 1)
+    figures = _report("load", result, args.requests, args.concurrency)
+    # Little's law: with every client always waiting on a request, the mean latency is the
+    # number of requests in flight over the throughput; a faster server is the only way down.
     print(
-        f"{args.requests} requests, {args.concurrency} concurrent: "
-        f"{args.requests / result['elapsed']:.1f} requests/s, "
-        f"{result['windows'] / result['elapsed']:.0f} windows/s, {result['elapsed']:.1f} s"
+        f"queueing: {args.concurrency} in flight / {figures['throughput']:.1f} requests/s = "
+        f"{1000.0 * args.concurrency / figures['throughput']:.0f} ms mean latency at this load"
     )
-    print(
-        f"latency ms: p50 {np.percentile(latencies, 50):.1f}, "
-        f"p95 {np.percentile(latencies, 95):.1f}, p99 {np.percentile(latencies, 99):.1f}, "
-        f"max {latencies.max():.1f}"
-    )
-    print(f"errors: {n_errors} {result['errors'] or ''}")
 
 
 if __name__ == "__main__":

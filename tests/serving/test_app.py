@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -66,6 +67,7 @@ def test_health_and_model(client, loaded):
     assert health.status_code == 200
     assert health.json()["model_loaded"] is True
     assert health.json()["model"]["kind"] == "local"
+    assert health.json()["pid"] == os.getpid()
     model = client.get("/model").json()
     assert model["contract"] == loaded.predictor.contract
     assert model["preprocessing"]["windowing"]["window_size"] == 128
