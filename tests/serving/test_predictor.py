@@ -23,10 +23,17 @@ def test_buckets_are_powers_of_two_up_to_the_largest():
         power_of_two_buckets(0, 8)
 
 
-@pytest.mark.parametrize("n", [1, 3, 8, 13, 40])
-def test_compiled_forward_equals_keras(loaded, n):
+@pytest.fixture(scope="module", params=[False, True], ids=["graph", "xla"])
+def small_forward(request, loaded) -> CompiledForward:
+    """Buckets up to 16, as a graph function and XLA-compiled (the served default)."""
     model = loaded.predictor.model
-    forward = CompiledForward(model, 128, 6, [1, 2, 4, 8, 16])
+    return CompiledForward(model, 128, 6, [1, 2, 4, 8, 16], jit_compile=request.param)
+
+
+@pytest.mark.parametrize("n", [1, 3, 8, 13, 40])
+def test_compiled_forward_equals_keras(loaded, small_forward, n):
+    model = loaded.predictor.model
+    forward = small_forward
     windows = np.random.default_rng(n).normal(size=(n, 128, 6)).astype(np.float32)
     # 40 > the largest bucket: split into 16 + 16 + 8.
     np.testing.assert_allclose(
