@@ -221,7 +221,8 @@ def _parse(body: bytes) -> PredictRequest:
         errors = exc.errors(include_url=False, include_input=False)
         not_json = [e for e in errors if e["type"] == "json_invalid"]
         if not_json:
-            raise BadRequestError(400, f"Body is not valid JSON: {not_json[0]['msg']}") from None
+            problem = str(not_json[0]["msg"]).removeprefix("Invalid JSON: ")
+            raise BadRequestError(400, f"Body is not valid JSON: {problem}") from None
         if len(errors) == 1 and errors[0]["type"] == "model_type" and not errors[0]["loc"]:
             raise BadRequestError(422, "Body must be a JSON object") from None
         raise BadRequestError(
