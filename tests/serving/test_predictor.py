@@ -163,3 +163,21 @@ def test_window_table_from_compiled_probabilities_equals_predict_activities(load
         predictor.prediction["low_confidence_threshold"],
     )
     pd.testing.assert_frame_equal(table, expected, check_exact=False, atol=1e-5, rtol=0)
+
+
+def test_samples_to_recordings_groups_ids_as_text_in_table_order():
+    n = 8
+    table = pd.DataFrame(
+        {
+            "recording_id": pd.array([1, "b", "1", None, "b", 1, None, "1"], dtype=object),
+            "timestamp_ms": np.arange(n) * 20.0,
+            **{c: np.arange(n, dtype=float) for c in ["acc_x", "acc_y", "acc_z"]},
+            **{c: -np.arange(n, dtype=float) for c in ["gyro_x", "gyro_y", "gyro_z"]},
+        }
+    )
+    recordings = samples_to_recordings(table, default_recording_id="unnamed")
+    assert sorted(recordings) == ["1", "b", "unnamed"]
+    rows = {rec: r["accelerometer"]["timestamp"].tolist() for rec, r in recordings.items()}
+    assert rows == {"1": [0.0, 40.0, 100.0, 140.0], "b": [20.0, 80.0], "unnamed": [60.0, 120.0]}
+    assert recordings["b"]["gyroscope"]["x"].tolist() == [-1.0, -4.0]
+    assert recordings["unnamed"]["files"]["accelerometer"] == "unnamed/accelerometer"

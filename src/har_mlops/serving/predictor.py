@@ -58,12 +58,12 @@ def _recording_codes(ids: pd.Series, default: str) -> tuple[np.ndarray, list[str
     # Factorise first and stringify only the distinct ids: a string per row costs more than
     # the rest of a served request's preprocessing.
     codes, uniques = pd.factorize(ids, use_na_sentinel=True)
-    labels = [str(u) for u in uniques]
+    as_text = [str(u) for u in uniques]
     if (codes < 0).any():
-        codes = np.where(codes < 0, len(labels), codes)
-        labels.append(default)
+        codes = np.where(codes < 0, len(as_text), codes)
+        as_text.append(default)
     # Distinct ids may share a string (1 and "1"): merge them, as their files would be.
-    names, remap = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
+    names, remap = np.unique(np.asarray(as_text, dtype=object), return_inverse=True)
     return remap[codes], [str(n) for n in names]
 
 

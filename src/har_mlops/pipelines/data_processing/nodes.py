@@ -82,7 +82,7 @@ def _resample_recording(
     t_merged = t_acc[merged_ok]
     if t_merged.size < 2:
         return None
-    # Column-major: each channel is contiguous for np.interp, and pandas takes it uncopied.
+    # Column-major: each channel is contiguous for np.interp.
     merged = np.empty((t_merged.size, len(CHANNELS)), order="F")
     for c, axis in enumerate("xyz"):
         merged[:, c] = acc[axis].to_numpy()[merged_ok]
