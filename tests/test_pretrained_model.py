@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from kedro.config import OmegaConfigLoader
 
-from har_mlops.pipelines.data_processing.nodes import CHANNELS, class_names
+from har_mlops.contract import CHANNELS, class_names
 
 PROJECT = Path(__file__).resolve().parents[1]
 PRETRAINED = PROJECT / "data" / "06_models" / "pretrained"
@@ -37,7 +37,7 @@ def test_contract_matches_default_parameters(contract, params):
 def test_model_shapes_match_contract(contract):
     import keras
 
-    import har_mlops.pipelines.training.model  # noqa: F401  (registers the custom layers)
+    import har_mlops.layers  # noqa: F401  (registers the custom layers)
 
     model = keras.saving.load_model(PRETRAINED / "har_cnn_bilstm.keras")
     assert model.input_shape == (None, contract["window_size"], len(contract["channels"]))

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
+from har_mlops.contract import CHANNELS
 from har_mlops.datasets import HaptZipDataset, WearableExportDataset
-from har_mlops.pipelines.data_processing.nodes import CHANNELS, convert_units
+from har_mlops.pipelines.data_processing.nodes import convert_units
 from har_mlops.sample_data import to_wearable_export
 from har_mlops.units import STANDARD_GRAVITY
 from tests.conftest import EPOCH_MS, HAPT_ZIP

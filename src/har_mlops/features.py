@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from har_mlops.pipelines.data_processing.nodes import CHANNELS
+from har_mlops.contract import CHANNELS
 
 _PER_CHANNEL = ("mean", "std", "min", "max", "rms", "iqr", "dominant_hz", "spectral_energy")
 

@@ -8,10 +8,10 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from har_mlops.pipelines.data_processing.nodes import scale_signals
+from har_mlops.contract import scale_signals
+from har_mlops.forward import CompiledForward, power_of_two_buckets
 from har_mlops.pipelines.inference import create_pipeline
 from har_mlops.pipelines.inference.nodes import predict_activities, window_table
-from har_mlops.serving.compiled import CompiledForward, power_of_two_buckets
 from har_mlops.serving.predictor import RecordingRejectedError, samples_to_recordings
 from har_mlops.units import STANDARD_GRAVITY
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-logger = logging.getLogger(__name__)
+from har_mlops.model_io import (
+    CONTRACT_FILE,
+    MODEL_FILE,
+    is_bundle_folder,
+    load_bundle_folder,
+    load_logged_model,
+    save_bundle_folder,
+)
 
-MODEL_FILE = "har_cnn_bilstm.keras"
-CONTRACT_FILE = "model_contract.json"
+logger = logging.getLogger(__name__)
 
 
 class ModelBundleDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
@@ -44,18 +49,10 @@ class ModelBundleDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     def _load(self) -> dict[str, Any]:
         if self._source == "registry":
             return self._load_registry()
-        import keras
-
-        import har_mlops.pipelines.training.model  # noqa: F401  (registers custom layers)
-
         for folder in self._paths:
-            if (folder / MODEL_FILE).is_file() and (folder / CONTRACT_FILE).is_file():
+            if is_bundle_folder(folder):
                 logger.info("Using the model in %s", folder)
-                return {
-                    "model": keras.saving.load_model(folder / MODEL_FILE),
-                    "contract": json.loads((folder / CONTRACT_FILE).read_text()),
-                    "source": str(folder / MODEL_FILE),
-                }
+                return load_bundle_folder(folder)
         raise DatasetError(
             f"No model bundle ({MODEL_FILE} + {CONTRACT_FILE}) in any of "
             f"{[str(p) for p in self._paths]}; run `kedro run --pipelines training` first"
@@ -63,8 +60,6 @@ class ModelBundleDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
 
     def _load_registry(self) -> dict[str, Any]:
         import mlflow
-
-        from har_mlops.serving.pyfunc import load_logged_model
 
         # The registered model is the serving pyfunc; its Keras file is one of its artifacts.
         try:
@@ -81,17 +76,7 @@ class ModelBundleDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
             raise DatasetError(
                 "Registry bundles are written by the training pipeline's register_model"
             )
-        folder = self._paths[0]
-        folder.mkdir(parents=True, exist_ok=True)
-        model = data["model"]
-        if getattr(model, "optimizer", None) is not None:
-            # Predicting needs the weights only; the optimizer's moment estimates would
-            # triple the file the project ships.
-            weights = model.get_weights()
-            model = model.__class__.from_config(model.get_config())
-            model.set_weights(weights)
-        model.save(folder / MODEL_FILE)
-        (folder / CONTRACT_FILE).write_text(json.dumps(data["contract"], indent=2) + "\n")
+        save_bundle_folder(self._paths[0], data["model"], data["contract"])
 
     def _describe(self) -> dict[str, Any]:
         return {

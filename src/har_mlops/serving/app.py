@@ -39,7 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-from har_mlops.pipelines.data_processing.nodes import CHANNELS
+from har_mlops.contract import CHANNELS
 from har_mlops.units import UNIT_FACTORS
 
 from .loading import LoadedModel, ServingSettings, load_model

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from har_mlops.model_io import is_bundle_folder, load_bundle_folder, load_logged_model
+
 from .predictor import ActivityPredictor
 
 logger = logging.getLogger(__name__)
@@ -98,28 +100,19 @@ def config_from_parameters(contract: dict[str, Any], params: dict[str, Any]) -> 
 
 def is_bundle(folder: Path) -> bool:
     """A folder the inference pipeline can load, or a downloaded MLflow model."""
-    from har_mlops.datasets.model_bundle_dataset import CONTRACT_FILE, MODEL_FILE
-
-    return (folder / "MLmodel").is_file() or (
-        (folder / MODEL_FILE).is_file() and (folder / CONTRACT_FILE).is_file()
-    )
+    return (folder / "MLmodel").is_file() or is_bundle_folder(folder)
 
 
 def load_local(folder: str | Path, settings: ServingSettings) -> LoadedModel:
     """A local bundle (``har_cnn_bilstm.keras`` + contract) or a downloaded MLflow model folder."""
-    from har_mlops.datasets.model_bundle_dataset import CONTRACT_FILE, MODEL_FILE
-
-    from .pyfunc import load_keras, load_logged_model
-
     folder = Path(folder)
     source = {"kind": "local", "path": str(folder)}
     if (folder / "MLmodel").is_file():
         logged = load_logged_model(str(folder.resolve()))
         model, contract, config = logged["model"], logged["contract"], logged["config"]
     else:
-        model = load_keras(folder / MODEL_FILE)
-        contract = json.loads((folder / CONTRACT_FILE).read_text())
-        config = None
+        bundle = load_bundle_folder(folder)
+        model, contract, config = bundle["model"], bundle["contract"], None
     if config is None:
         config = config_from_parameters(
             contract, project_parameters(settings.conf_source, settings.conf_env)
@@ -137,8 +130,6 @@ def load_registry(model_uri: str, settings: ServingSettings) -> LoadedModel:
     """A registered model by ``models:/name@alias`` or ``models:/name/version`` URI."""
     import mlflow
     from mlflow.tracking import MlflowClient
-
-    from .pyfunc import load_logged_model
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(tracking_uri=settings.tracking_uri)

@@ -14,12 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from har_mlops.contract import CHANNELS, scale_signals
 from har_mlops.pipelines.data_processing.nodes import (
-    CHANNELS,
     assign_labels,
     convert_units,
     resample_recordings,
-    scale_signals,
     validate_recordings,
     window_samples,
 )
@@ -142,7 +141,7 @@ class ActivityPredictor:
         serving: dict[str, Any],
         source: dict[str, Any] | None = None,
     ):
-        from .compiled import CompiledForward, power_of_two_buckets
+        from har_mlops.forward import CompiledForward, power_of_two_buckets
 
         self.model = model
         self.contract = contract

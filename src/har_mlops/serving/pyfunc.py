@@ -21,7 +21,15 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from har_mlops.pipelines.data_processing.nodes import CHANNELS
+from har_mlops.contract import CHANNELS
+from har_mlops.model_io import (
+    CONFIG_ARTIFACT,
+    CONFIG_FILE,
+    KERAS_ARTIFACT,
+    MODEL_FILE,
+    load_keras,
+    save_bundle_folder,
+)
 
 from .predictor import (
     RECORDING_COLUMN,
@@ -33,9 +41,6 @@ from .predictor import (
 
 logger = logging.getLogger(__name__)
 
-KERAS_ARTIFACT = "keras_model"
-CONFIG_ARTIFACT = "predictor_config"
-CONFIG_FILE = "predictor_config.json"
 EXAMPLE_SECONDS = 3.0
 
 
@@ -61,15 +66,6 @@ class ActivityPyfunc(mlflow.pyfunc.PythonModel):
         units = {key: (params or {}).get(key) for key in UNIT_KEYS}
         windows, _ = self.predictor.predict(pd.DataFrame(model_input), units)
         return windows
-
-
-def load_keras(path: str | Path) -> Any:
-    """Loads a ``.keras`` file with the project's custom layers registered."""
-    import keras
-
-    import har_mlops.pipelines.training.model  # noqa: F401  (registers custom layers)
-
-    return keras.saving.load_model(path)
 
 
 def example_samples(contract: dict[str, Any], seconds: float = EXAMPLE_SECONDS) -> pd.DataFrame:
@@ -116,12 +112,10 @@ def log_activity_model(
     metadata: dict[str, Any] | None = None,
 ) -> Any:
     """Logs the pyfunc to the active MLflow run; returns its ``ModelInfo``."""
-    from har_mlops.datasets.model_bundle_dataset import MODEL_FILE, ModelBundleDataset
-
     contract = config["contract"]
     with tempfile.TemporaryDirectory() as tmp:
         # The bundle writer drops the optimizer state, as for the shipped model.
-        ModelBundleDataset(source="local", paths=[tmp]).save({"model": model, "contract": contract})
+        save_bundle_folder(tmp, model, contract)
         (Path(tmp) / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         return mlflow.pyfunc.log_model(
             name=name,
@@ -134,31 +128,3 @@ def log_activity_model(
             input_example=(example_samples(contract), default_units(config["serving"])),
             metadata=metadata,
         )
-
-
-def load_logged_model(model_uri: str) -> dict[str, Any]:
-    """Keras model, contract and predictor configuration of a logged model, by URI."""
-    # Plain mlflow.keras models registered before the pyfunc load too (config None then).
-    from mlflow.models import Model
-
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
-        mlmodel = Model.load(str(model_dir))
-        artifacts = mlmodel.flavors.get("python_function", {}).get("artifacts") or {}
-        config = None
-        if KERAS_ARTIFACT in artifacts:
-            model = load_keras(model_dir / artifacts[KERAS_ARTIFACT]["path"])
-            config = json.loads((model_dir / artifacts[CONFIG_ARTIFACT]["path"]).read_text())
-        elif "keras" in mlmodel.flavors:
-            import har_mlops.pipelines.training.model  # noqa: F401  (registers custom layers)
-
-            model = mlflow.keras.load_model(str(model_dir))
-        else:
-            raise mlflow.exceptions.MlflowException(
-                f"{model_uri} is neither a har_mlops pyfunc nor a Keras model "
-                f"(flavors {sorted(mlmodel.flavors)})"
-            )
-    contract = (mlmodel.metadata or {}).get("preprocessing_contract")
-    if contract is None and config is not None:
-        contract = config["contract"]
-    return {"model": model, "contract": contract, "config": config, "run_id": mlmodel.run_id}

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
+from har_mlops.contract import CHANNELS
 from har_mlops.pipelines.data_processing.nodes import (
-    CHANNELS,
     assign_labels,
     convert_units,
     filter_windows_by_class,

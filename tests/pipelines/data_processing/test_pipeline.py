@@ -14,9 +14,9 @@ from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 from kedro_datasets.pandas import ParquetDataset
 
+from har_mlops.contract import CHANNELS
 from har_mlops.datasets import NpzDataset
 from har_mlops.pipelines.data_processing import create_pipeline
-from har_mlops.pipelines.data_processing.nodes import CHANNELS
 from har_mlops.units import STANDARD_GRAVITY
 from tests.conftest import EPOCH_MS, HAPT_ZIP, make_recording
 

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from har_mlops.contract import CHANNELS
 from har_mlops.datasets import HaptZipDataset, NpzDataset
-from har_mlops.pipelines.data_processing.nodes import CHANNELS
 from har_mlops.sample_data import to_wearable_export
 from har_mlops.units import STANDARD_GRAVITY
 from tests.conftest import EPOCH_MS, HAPT_ZIP, make_project_copy, to_csv_text, write_recording

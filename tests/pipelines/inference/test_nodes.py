@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from har_mlops.contract import CHANNELS
 from har_mlops.pipelines.data_processing import create_preprocessing_pipeline
-from har_mlops.pipelines.data_processing.nodes import CHANNELS
 from har_mlops.pipelines.inference import create_pipeline
 from har_mlops.pipelines.inference.nodes import (
     ContractMismatchError,

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from har_mlops.contract import class_names
 from har_mlops.datasets import HaptZipDataset
 from har_mlops.pipelines.data_processing.nodes import (
     assign_labels,
-    class_names,
     convert_units,
     filter_windows_by_class,
     resample_recordings,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from har_mlops.pipelines.training.evaluation import classification_metrics
+from har_mlops.evaluation import classification_metrics
 from har_mlops.pipelines.training.model import augment, random_rotations
 from har_mlops.pipelines.training.nodes import (
     _class_weights,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from har_mlops.pipelines.data_processing.nodes import CHANNELS
+from har_mlops.contract import CHANNELS
 from har_mlops.pipelines.training.nodes import predict_probabilities, train_model
 
 CLASSES = ["A", "B", "C"]

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from har_mlops.contract import CHANNELS, STREAM_CHANNELS, class_names
 from har_mlops.units import SI_UNITS, unit_factor
 
 from .validation import validate_recordings
@@ -16,22 +17,17 @@ from .validation import validate_recordings
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CHANNELS",
     "assign_labels",
     "convert_units",
     "filter_windows_by_class",
     "fit_scaler",
     "resample_recordings",
-    "scale_signals",
     "split_windows",
     "summarise_windows",
     "validate_recordings",
     "window_samples",
 ]
 
-# The model's input schema: order matters and is part of the preprocessing contract.
-CHANNELS = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
-_STREAM_CHANNELS = {"accelerometer": CHANNELS[:3], "gyroscope": CHANNELS[3:]}
 NO_LABEL = ""
 
 
@@ -141,7 +137,7 @@ def resample_recordings(
 def convert_units(samples: pd.DataFrame, raw_source: dict[str, Any]) -> pd.DataFrame:
     """Removes declared calibration offsets and converts to m/s^2 and rad/s."""
     columns = {}
-    for sensor, channels in _STREAM_CHANNELS.items():
+    for sensor, channels in STREAM_CHANNELS.items():
         factor = unit_factor(sensor, raw_source[f"{sensor}_unit"])
         offset = np.asarray(raw_source.get(f"{sensor}_offset", [0.0, 0.0, 0.0]), dtype=float)
         for channel, channel_offset in zip(channels, offset):
@@ -277,17 +273,6 @@ def filter_windows_by_class(
     return selected
 
 
-def class_names(labels: dict[str, Any]) -> list[str]:
-    """The ordered class names of the configured class set."""
-    try:
-        return list(labels["class_sets"][labels["class_set"]])
-    except KeyError:
-        known = sorted(labels.get("class_sets", {}))
-        raise ValueError(
-            f"labels.class_set {labels.get('class_set')!r} is not one of {known}"
-        ) from None
-
-
 def split_windows(
     windows: dict[str, np.ndarray], split: dict[str, Any]
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -340,15 +325,6 @@ def fit_scaler(windows_train: dict[str, np.ndarray]) -> dict[str, Any]:
         "std": np.where(std > 0, std, 1.0).tolist(),
         "fitted_on_windows": int(windows_train["signals"].shape[0]),
     }
-
-
-def scale_signals(signals: np.ndarray, scaler: dict[str, Any]) -> np.ndarray:
-    """Standardises windows ``[n, window, 6]`` with the fitted per-channel statistics."""
-    if list(scaler["channels"]) != CHANNELS:
-        raise ValueError(f"Scaler channels {scaler['channels']} differ from {CHANNELS}")
-    mean = np.asarray(scaler["mean"], dtype=np.float32)
-    std = np.asarray(scaler["std"], dtype=np.float32)
-    return (signals.astype(np.float32, copy=False) - mean) / std
 
 
 def summarise_windows(

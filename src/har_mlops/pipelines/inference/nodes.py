@@ -10,15 +10,16 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from har_mlops.pipelines.data_processing.nodes import CHANNELS, class_names, scale_signals
-from har_mlops.pipelines.training.evaluation import classification_metrics
-from har_mlops.units import SI_UNITS
+from har_mlops.contract import (
+    ContractMismatchError,
+    class_names,
+    contract_mismatches,
+    contract_scaler,
+)
+from har_mlops.evaluation import classification_metrics
+from har_mlops.forward import predict_probabilities
 
 logger = logging.getLogger(__name__)
-
-
-class ContractMismatchError(ValueError):
-    """The data or configuration does not honour the model's preprocessing contract."""
 
 
 def check_contract(
@@ -30,25 +31,18 @@ def check_contract(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Passes the model bundle and its contract on if data and configuration honour it."""
     contract = model_bundle["contract"]
-    _, window_size, n_channels = windows["signals"].shape
-    observed = {
-        "window_size": [int(windowing["window_size"]), int(window_size)],
-        "overlap": [float(windowing["overlap"])],
-        "target_rate_hz": [float(resampling["target_rate_hz"])],
-        "channels": [list(CHANNELS[:n_channels]) if n_channels == len(CHANNELS) else n_channels],
-        "units": [{"acc": SI_UNITS["accelerometer"], "gyro": SI_UNITS["gyroscope"]}],
-        "class_names": [class_names(labels)],
-    }
-    mismatches = [
-        f"{field}: model expects {contract[field]!r}, data/configuration has {value!r}"
-        for field, values in observed.items()
-        for value in values
-        if value != contract[field]
-    ]
+    mismatches = contract_mismatches(
+        contract,
+        windows["signals"].shape[1:],
+        windowing["window_size"],
+        windowing["overlap"],
+        resampling["target_rate_hz"],
+        class_names(labels),
+    )
     if mismatches:
         raise ContractMismatchError(
             f"Input breaks the preprocessing contract of {model_bundle.get('source', 'the model')}:"
-            "\n  " + "\n  ".join(dict.fromkeys(mismatches))
+            "\n  " + "\n  ".join(mismatches)
         )
     return model_bundle, contract
 
@@ -60,7 +54,13 @@ def predict_activities(
     prediction: dict[str, Any],
 ) -> pd.DataFrame:
     """One row per window: times, predicted activity, confidence, class probabilities, flag."""
-    probabilities = _predict(model_bundle["model"], windows["signals"], contract, prediction)
+    probabilities = predict_probabilities(
+        model_bundle["model"],
+        windows["signals"],
+        contract_scaler(contract),
+        prediction["batch_size"],
+        jit_compile=prediction["jit_compile"],
+    )
     table = window_table(
         windows, probabilities, contract["class_names"], prediction["low_confidence_threshold"]
     )
@@ -94,32 +94,6 @@ def window_table(
             "low_confidence": confidence < low_confidence_threshold,
         }
     )
-
-
-def _predict(
-    model: Any, signals: np.ndarray, contract: dict[str, Any], prediction: dict[str, Any]
-) -> np.ndarray:
-    """Class probabilities through one compiled function (Keras' predict adds ~40 ms a call)."""
-    import tensorflow as tf
-
-    scaler = {"channels": CHANNELS, **contract["scaler"]}
-    n = len(signals)
-    if n == 0:
-        return np.empty((0, len(contract["class_names"])), dtype=np.float32)
-    batch = min(int(prediction["batch_size"]), n)
-    # XLA compiles once per input shape, so every batch, the last one padded, has one shape.
-    spec = tf.TensorSpec([batch, *signals.shape[1:]], tf.float32)
-
-    @tf.function(input_signature=[spec], jit_compile=bool(prediction["jit_compile"]))
-    def forward(windows):
-        return model(windows, training=False)
-
-    def scaled_batch(start: int) -> np.ndarray:
-        # Scaled batch by batch: a day's windows are never held twice.
-        chunk = scale_signals(signals[start : start + batch], scaler)
-        return np.pad(chunk, ((0, batch - len(chunk)), (0, 0), (0, 0)))
-
-    return np.concatenate([forward(scaled_batch(i)).numpy() for i in range(0, n, batch)])[:n]
 
 
 def summarise_recordings(

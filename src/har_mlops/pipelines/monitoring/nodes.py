@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from har_mlops.contract import CHANNELS
 from har_mlops.features import window_features
-from har_mlops.pipelines.data_processing.nodes import CHANNELS
 
 from .drift import prediction_deltas, prediction_summary
 from .quality import gravity_check, quarantine_reasons, recording_gates, window_gates

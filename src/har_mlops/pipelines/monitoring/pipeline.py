@@ -31,6 +31,7 @@ def create_reference_pipeline(**kwargs) -> Pipeline:
                     "all_windows_train",
                     "all_windows_validation",
                     "all_windows_test",
+                    "params:inference.prediction",
                 ],
                 outputs="reference_predictions",
                 name="predict_reference_windows",

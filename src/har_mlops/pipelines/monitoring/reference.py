@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from har_mlops.contract import contract_scaler
 from har_mlops.features import feature_names, window_features
-from har_mlops.pipelines.data_processing.nodes import CHANNELS
+from har_mlops.forward import predict_probabilities
 
 from .drift import (
     METRICS,
@@ -39,19 +40,24 @@ def predict_reference_windows(
     windows_train: dict[str, np.ndarray],
     windows_validation: dict[str, np.ndarray],
     windows_test: dict[str, np.ndarray],
+    prediction: dict[str, Any],
 ) -> dict[str, Any]:
     """The model's class probabilities on every split, with the contract facts monitoring needs."""
-    from har_mlops.pipelines.training.nodes import predict_probabilities
-
     contract = model_bundle["contract"]
-    scaler = {"channels": CHANNELS, **contract["scaler"]}
+    scaler = contract_scaler(contract)
     splits = dict(zip(SPLITS, (windows_train, windows_validation, windows_test)))
     return {
         "class_names": list(contract["class_names"]),
         "target_rate_hz": float(contract["target_rate_hz"]),
         "source": str(model_bundle.get("source", "unknown")),
         "probabilities": {
-            name: predict_probabilities(model_bundle["model"], part["signals"], scaler)
+            name: predict_probabilities(
+                model_bundle["model"],
+                part["signals"],
+                scaler,
+                prediction["batch_size"],
+                jit_compile=prediction["jit_compile"],
+            )
             for name, part in splits.items()
         },
     }

@@ -35,7 +35,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 evaluate_model,
-                inputs=["model", "windows_test", "scaler", "params:labels"],
+                inputs=[
+                    "model",
+                    "windows_test",
+                    "scaler",
+                    "params:labels",
+                    "params:inference.prediction",
+                ],
                 outputs="evaluation_report",
                 name="evaluate_model",
             ),

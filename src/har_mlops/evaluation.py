@@ -1,4 +1,4 @@
-"""Classification metrics shared by the network and the baseline."""
+"""Classification metrics shared by training, inference and the benchmarks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""A compiled forward pass with fixed bucket shapes: arbitrary batch sizes, no retracing."""
+"""The one forward pass: a compiled function per fixed batch shape, for every caller.
+
+Training evaluation, batch inference, monitoring's reference predictions and the served model
+all compute class probabilities through :class:`CompiledForward`, so they cannot disagree on
+how windows are scaled, padded or batched.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import time
 from typing import Any
 
 import numpy as np
+
+from har_mlops.contract import scale_signals
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +46,7 @@ class CompiledForward:
         n_channels: int,
         buckets: list[int],
         jit_compile: bool = False,
+        warm_up: bool = True,
     ):
         import tensorflow as tf
 
@@ -55,9 +63,14 @@ class CompiledForward:
             )
             for size in self.buckets
         }
-        # The first call of each concrete function still builds its executor: warm them all.
-        for size, function in self._functions.items():
-            function(tf.zeros([size, self.window_size, self.n_channels], tf.float32))
+        # Tracing counts calls of the Python function: after construction it must stay put.
+        self.traces = forward.experimental_get_tracing_count()
+        self._forward = forward
+        if warm_up:
+            # The first call of each concrete function still builds its executor: warm them
+            # all, so that no served request pays for it.
+            for size, function in self._functions.items():
+                function(tf.zeros([size, self.window_size, self.n_channels], tf.float32))
         logger.info(
             "Compiled the forward pass for batch buckets %s in %.1f s",
             self.buckets,
@@ -84,3 +97,42 @@ class CompiledForward:
             padded = np.pad(chunk, ((0, size - len(chunk)), (0, 0), (0, 0)))
             parts.append(self._functions[size](self._tf.constant(padded)).numpy()[: len(chunk)])
         return np.concatenate(parts)
+
+    def predict_signals(self, signals: np.ndarray, scaler: dict[str, Any]) -> np.ndarray:
+        """Class probabilities for windows in SI units, scaled one largest bucket at a time.
+
+        Scaling batch by batch means a day of windows is never held twice.
+        """
+        step = self.buckets[-1]
+        if len(signals) == 0:
+            return np.empty((0, self.n_classes), dtype=np.float32)
+        return np.concatenate(
+            [
+                self(scale_signals(signals[i : i + step], scaler))
+                for i in range(0, len(signals), step)
+            ]
+        )
+
+    def tracing_count(self) -> int:
+        """How often the forward function has been traced (one per bucket, at construction)."""
+        return int(self._forward.experimental_get_tracing_count())
+
+
+def predict_probabilities(
+    model: Any,
+    signals: np.ndarray,
+    scaler: dict[str, Any],
+    batch_size: int,
+    jit_compile: bool = False,
+) -> np.ndarray:
+    """Class probabilities ``[n, classes]`` for windows ``[n, window, ch]`` in SI units.
+
+    One fixed batch shape (the last batch padded), so XLA compiles once.
+    """
+    n, window_size, n_channels = signals.shape
+    if n == 0:
+        return np.empty((0, int(model.output_shape[-1])), dtype=np.float32)
+    forward = CompiledForward(
+        model, window_size, n_channels, [min(int(batch_size), n)], jit_compile, warm_up=False
+    )
+    return forward.predict_signals(signals, scaler)
