@@ -1,5 +1,22 @@
 """Project settings (see https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
 
+import os
+from pathlib import Path
+
+from har_mlops.hooks import RunSummaryHook, TypedParamsMlflowHook
+from har_mlops.notices import ignore_known_notices
+
+ignore_known_notices()
+
+# TensorFlow prints a CUDA initialisation error on machines without an NVIDIA driver; on
+# those, keep its C++ log to fatal messages (a user's own setting wins).
+if not Path("/proc/driver/nvidia/version").exists():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# kedro-mlflow's hook, subclassed to log typed parameter groups as nested keys.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow", "kedro_mlflow")
+HOOKS = (TypedParamsMlflowHook(), RunSummaryHook())
+
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

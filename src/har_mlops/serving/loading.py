@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from har_mlops.model_io import is_bundle_folder, load_bundle_folder, load_logged_model
+from har_mlops.parameters import PredictorConfig
 
 from .predictor import ActivityPredictor
 
@@ -85,9 +86,7 @@ def project_parameters(conf_source: str, conf_env: str) -> dict[str, Any]:
 
 def config_from_parameters(contract: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """The predictor configuration the training pipeline logs, from project parameters."""
-    from har_mlops.pipelines.training.nodes import predictor_config
-
-    return predictor_config(
+    return PredictorConfig.from_parameters(
         contract,
         params["validation"],
         params["resampling"],
@@ -95,7 +94,7 @@ def config_from_parameters(contract: dict[str, Any], params: dict[str, Any]) -> 
         params["labels"],
         params["inference"],
         params["serving"],
-    )
+    ).to_dict()
 
 
 def is_bundle(folder: Path) -> bool:

@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from har_mlops.contract import CHANNELS, scale_signals
+from har_mlops.contract import CHANNELS, contract_scaler, scale_signals
+from har_mlops.forward import CompiledForward, power_of_two_buckets
+from har_mlops.parameters import PredictorConfig
 from har_mlops.pipelines.data_processing.nodes import (
     assign_labels,
     convert_units,
@@ -129,72 +131,39 @@ def export_to_table(record: dict[str, Any], recording_id: str | None = None) -> 
 class ActivityPredictor:
     """Sample table + declared units -> per-window activities and per-recording summary."""
 
-    def __init__(
-        self,
-        model: Any,
-        contract: dict[str, Any],
-        validation: dict[str, Any],
-        resampling: dict[str, Any],
-        windowing: dict[str, Any],
-        labels: dict[str, Any],
-        prediction: dict[str, Any],
-        serving: dict[str, Any],
-        source: dict[str, Any] | None = None,
-    ):
-        from har_mlops.forward import CompiledForward, power_of_two_buckets
-
+    def __init__(self, model: Any, config: PredictorConfig, source: dict[str, Any] | None = None):
         self.model = model
-        self.contract = contract
-        self.validation = validation
-        self.resampling = resampling
-        self.windowing = windowing
-        self.labels = labels
-        self.prediction = {
-            "low_confidence_threshold": float(prediction["low_confidence_threshold"]),
-            "batch_size": int(prediction["batch_size"]),
-        }
-        self.serving = serving
+        self.settings = config
+        self.contract = config.contract
+        self.validation = config.validation
+        self.resampling = config.resampling
+        self.windowing = config.windowing
+        self.labels = config.labels
+        self.prediction = config.prediction
+        self.serving = config.serving
         self.source = source or {"kind": "in-process"}
-        self.raw_source = dict(serving["raw_source"])
-        self._scaler = {"channels": CHANNELS, **contract["scaler"]}
-        max_bucket = min(self.prediction["batch_size"], int(serving["max_bucket"]))
+        self.raw_source = config.serving.raw_source.to_dict()
+        self._scaler = contract_scaler(self.contract)
+        max_bucket = min(self.prediction.batch_size, self.serving.max_bucket)
         self.forward = CompiledForward(
             model,
-            contract["window_size"],
-            len(contract["channels"]),
-            power_of_two_buckets(int(serving["min_bucket"]), max_bucket),
-            jit_compile=bool(serving["jit_compile"]),
+            self.contract["window_size"],
+            len(self.contract["channels"]),
+            power_of_two_buckets(self.serving.min_bucket, max_bucket),
+            jit_compile=self.serving.jit_compile,
         )
 
     @classmethod
     def from_config(
         cls, model: Any, config: dict[str, Any], source: dict[str, Any] | None = None
     ) -> ActivityPredictor:
-        """From the JSON the pyfunc carries (see :meth:`config`)."""
-        return cls(
-            model,
-            config["contract"],
-            config["validation"],
-            config["resampling"],
-            config["windowing"],
-            config["labels"],
-            config["prediction"],
-            config["serving"],
-            source,
-        )
+        """From the JSON the pyfunc carries (see :attr:`config`)."""
+        return cls(model, PredictorConfig.model_validate(config), source)
 
     @property
     def config(self) -> dict[str, Any]:
         """Contract and every parameter the preprocessing and prediction use (JSON-able)."""
-        return {
-            "contract": self.contract,
-            "validation": self.validation,
-            "resampling": self.resampling,
-            "windowing": self.windowing,
-            "labels": self.labels,
-            "prediction": self.prediction,
-            "serving": self.serving,
-        }
+        return self.settings.to_dict()
 
     @property
     def window_size(self) -> int:

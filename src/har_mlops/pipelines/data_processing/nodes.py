@@ -10,6 +10,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from har_mlops.contract import CHANNELS, STREAM_CHANNELS, class_names
+from har_mlops.parameters import Labels, RawSource, Resampling, Split, Windowing
 from har_mlops.units import SI_UNITS, unit_factor
 
 from .validation import validate_recordings
@@ -58,7 +59,7 @@ def _nearest_distance(source_t: np.ndarray, target_t: np.ndarray, right: np.ndar
 
 
 def _resample_recording(
-    acc: pd.DataFrame, gyro: pd.DataFrame, resampling: dict[str, Any]
+    acc: pd.DataFrame, gyro: pd.DataFrame, resampling: Resampling
 ) -> dict[str, np.ndarray] | None:
     """Merges the two streams on the accelerometer clock, then resamples onto a uniform grid.
 
@@ -95,7 +96,7 @@ def _resample_recording(
 
 
 def resample_recordings(
-    validated_recordings: dict[str, dict[str, Any]], resampling: dict[str, Any]
+    validated_recordings: dict[str, dict[str, Any]], resampling: Resampling
 ) -> pd.DataFrame:
     """Merges accelerometer and gyroscope and resamples each recording to ``target_rate_hz``."""
     if resampling["max_gap_ms"] < 1000.0 / resampling["target_rate_hz"]:
@@ -134,7 +135,7 @@ def resample_recordings(
     return pd.DataFrame(columns, copy=False)
 
 
-def convert_units(samples: pd.DataFrame, raw_source: dict[str, Any]) -> pd.DataFrame:
+def convert_units(samples: pd.DataFrame, raw_source: RawSource) -> pd.DataFrame:
     """Removes declared calibration offsets and converts to m/s^2 and rad/s."""
     columns = {}
     for sensor, channels in STREAM_CHANNELS.items():
@@ -157,7 +158,7 @@ def convert_units(samples: pd.DataFrame, raw_source: dict[str, Any]) -> pd.DataF
 def assign_labels(
     samples: pd.DataFrame,
     validated_recordings: dict[str, dict[str, Any]],
-    raw_source: dict[str, Any],
+    raw_source: RawSource,
 ) -> pd.DataFrame:
     """Gives each sample the activity of the label segment containing it (inclusive bounds)."""
     label_map = raw_source.get("label_map") or {}
@@ -187,7 +188,7 @@ def assign_labels(
     return samples.assign(label=label)
 
 
-def window_samples(samples: pd.DataFrame, windowing: dict[str, Any]) -> dict[str, np.ndarray]:
+def window_samples(samples: pd.DataFrame, windowing: Windowing) -> dict[str, np.ndarray]:
     """Cuts fixed-size overlapping windows inside each gap-free segment (stride tricks)."""
     size = int(windowing["window_size"])
     step = max(1, round(size * (1.0 - float(windowing["overlap"]))))
@@ -236,7 +237,7 @@ def _codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
 
 
 def _window_labels(
-    codes: np.ndarray, names: pd.Index, starts: np.ndarray, size: int, windowing: dict[str, Any]
+    codes: np.ndarray, names: pd.Index, starts: np.ndarray, size: int, windowing: Windowing
 ) -> np.ndarray:
     """One label per window under the configured policy; ``NO_LABEL`` where none applies."""
     if starts.size == 0 or len(names) == 0:
@@ -261,7 +262,7 @@ def _take(windows: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndar
 
 
 def filter_windows_by_class(
-    windows: dict[str, np.ndarray], labels: dict[str, Any]
+    windows: dict[str, np.ndarray], labels: Labels
 ) -> dict[str, np.ndarray]:
     """Keeps windows labelled with a class of the configured class set, adding ``label_index``."""
     classes = class_names(labels)
@@ -274,7 +275,7 @@ def filter_windows_by_class(
 
 
 def split_windows(
-    windows: dict[str, np.ndarray], split: dict[str, Any]
+    windows: dict[str, np.ndarray], split: Split
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Splits windows by subject into train, validation and test; no subject is on two sides."""
     subjects = windows["subject_id"]
@@ -331,7 +332,7 @@ def summarise_windows(
     windows_train: dict[str, np.ndarray],
     windows_validation: dict[str, np.ndarray],
     windows_test: dict[str, np.ndarray],
-    labels: dict[str, Any],
+    labels: Labels,
 ) -> dict[str, Any]:
     """Counts windows per class and split, and lists each split's subjects."""
     classes = class_names(labels)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from har_mlops.parameters import RawSource, Resampling, Validation, Windowing
 from har_mlops.units import unit_factor
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def _validate_stream(
     file: str,
     read_error: str | None,
     limit: float,
-    validation: dict[str, Any],
+    validation: Validation,
     max_gap_ms: float,
 ) -> tuple[pd.DataFrame | None, dict[str, Any], list[dict[str, Any]]]:
     """Checks one sensor stream; returns the repaired frame (None if unusable), stats, problems."""
@@ -197,7 +198,7 @@ def _validate_recording(
     rec_id: str,
     record: dict[str, Any],
     limits: dict[str, float],
-    validation: dict[str, Any],
+    validation: Validation,
     max_gap_ms: float,
     min_duration_s: float,
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
@@ -258,10 +259,10 @@ def _validate_recording(
 
 def validate_recordings(
     raw_recordings: dict[str, dict[str, Any]],
-    raw_source: dict[str, Any],
-    validation: dict[str, Any],
-    resampling: dict[str, Any],
-    windowing: dict[str, Any],
+    raw_source: RawSource,
+    validation: Validation,
+    resampling: Resampling,
+    windowing: Windowing,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Validates and repairs raw recordings; returns the usable ones and a validation report."""
     limits = {

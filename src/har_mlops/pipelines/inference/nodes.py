@@ -18,6 +18,7 @@ from har_mlops.contract import (
 )
 from har_mlops.evaluation import classification_metrics
 from har_mlops.forward import predict_probabilities
+from har_mlops.parameters import Labels, Prediction, Resampling, Windowing
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +26,9 @@ logger = logging.getLogger(__name__)
 def check_contract(
     model_bundle: dict[str, Any],
     windows: dict[str, np.ndarray],
-    windowing: dict[str, Any],
-    resampling: dict[str, Any],
-    labels: dict[str, Any],
+    windowing: Windowing,
+    resampling: Resampling,
+    labels: Labels,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Passes the model bundle and its contract on if data and configuration honour it."""
     contract = model_bundle["contract"]
@@ -51,7 +52,7 @@ def predict_activities(
     model_bundle: dict[str, Any],
     windows: dict[str, np.ndarray],
     contract: dict[str, Any],
-    prediction: dict[str, Any],
+    prediction: Prediction,
 ) -> pd.DataFrame:
     """One row per window: times, predicted activity, confidence, class probabilities, flag."""
     probabilities = predict_probabilities(

@@ -11,9 +11,11 @@ import numpy as np
 
 from har_mlops.layers import WindowStatistics
 
+from .parameters import Architecture
+
 
 def build_cnn_bilstm(
-    window_size: int, n_channels: int, n_classes: int, architecture: dict[str, Any]
+    window_size: int, n_channels: int, n_classes: int, architecture: Architecture
 ) -> keras.Model:
     """Convolution blocks, a bidirectional LSTM and a softmax head, sized by parameters."""
     inputs = keras.Input(shape=(window_size, n_channels), name="signals")

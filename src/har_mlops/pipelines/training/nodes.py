@@ -18,7 +18,18 @@ from har_mlops.contract import class_names, scale_signals
 from har_mlops.evaluation import classification_metrics
 from har_mlops.features import window_features
 from har_mlops.forward import CompiledForward
+from har_mlops.parameters import (
+    Inference,
+    Labels,
+    Prediction,
+    PredictorConfig,
+    Resampling,
+    Serving,
+    Validation,
+    Windowing,
+)
 
+from .parameters import Architecture, Baseline, Registry, Training
 from .registry import decide_promotion
 
 if TYPE_CHECKING:
@@ -43,9 +54,9 @@ def train_model(
     windows_train: dict[str, np.ndarray],
     windows_validation: dict[str, np.ndarray],
     scaler: dict[str, Any],
-    architecture: dict[str, Any],
-    training: dict[str, Any],
-    labels: dict[str, Any],
+    architecture: Architecture,
+    training: Training,
+    labels: Labels,
 ) -> tuple[keras.Model, dict[str, list[dict[str, float]]]]:
     """Trains the CNN-BiLSTM with early stopping on the validation subjects."""
     import keras
@@ -121,8 +132,8 @@ def evaluate_model(
     model: keras.Model,
     windows_test: dict[str, np.ndarray],
     scaler: dict[str, Any],
-    labels: dict[str, Any],
-    prediction: dict[str, Any],
+    labels: Labels,
+    prediction: Prediction,
 ) -> dict[str, Any]:
     """Scores the network on the test subjects and measures its CPU prediction throughput."""
     classes = class_names(labels)
@@ -156,8 +167,8 @@ def evaluate_model(
 def train_baseline(
     windows_train: dict[str, np.ndarray],
     windows_validation: dict[str, np.ndarray],
-    baseline: dict[str, Any],
-    resampling: dict[str, Any],
+    baseline: Baseline,
+    resampling: Resampling,
 ) -> RandomForestClassifier:
     """Fits a random forest on per-window statistical features (train + validation subjects)."""
     from sklearn.ensemble import RandomForestClassifier
@@ -177,8 +188,8 @@ def train_baseline(
 def evaluate_baseline(
     baseline_model: RandomForestClassifier,
     windows_test: dict[str, np.ndarray],
-    labels: dict[str, Any],
-    resampling: dict[str, Any],
+    labels: Labels,
+    resampling: Resampling,
 ) -> dict[str, Any]:
     """Scores the baseline on the test subjects."""
     features = window_features(windows_test["signals"], resampling["target_rate_hz"])
@@ -237,9 +248,9 @@ def plot_confusion_matrix(network_report: dict[str, Any]) -> go.Figure:
 
 def build_contract(
     scaler: dict[str, Any],
-    windowing: dict[str, Any],
-    resampling: dict[str, Any],
-    labels: dict[str, Any],
+    windowing: Windowing,
+    resampling: Resampling,
+    labels: Labels,
 ) -> dict[str, Any]:
     """The preprocessing contract a model needs its input to honour."""
     return model_contract_lib.build_contract(
@@ -258,34 +269,24 @@ def bundle_model(model: keras.Model, model_contract: dict[str, Any]) -> dict[str
 
 def predictor_config(
     contract: dict[str, Any],
-    validation: dict[str, Any],
-    resampling: dict[str, Any],
-    windowing: dict[str, Any],
-    labels: dict[str, Any],
-    inference: dict[str, Any],
-    serving: dict[str, Any],
+    validation: Validation,
+    resampling: Resampling,
+    windowing: Windowing,
+    labels: Labels,
+    inference: Inference,
+    serving: Serving,
 ) -> dict[str, Any]:
     """Everything the served model's preprocessing and prediction need, besides the weights."""
-    prediction = inference["prediction"]
-    return {
-        "contract": contract,
-        "validation": dict(validation),
-        "resampling": dict(resampling),
-        "windowing": dict(windowing),
-        "labels": dict(labels),
-        "prediction": {
-            "low_confidence_threshold": float(prediction["low_confidence_threshold"]),
-            "batch_size": int(prediction["batch_size"]),
-        },
-        "serving": dict(serving),
-    }
+    return PredictorConfig.from_parameters(
+        contract, validation, resampling, windowing, labels, inference, serving
+    ).to_dict()
 
 
 def register_model(
     model: keras.Model,
     served_config: dict[str, Any],
     network_report: dict[str, Any],
-    registry: dict[str, Any],
+    registry: Registry,
 ) -> dict[str, Any]:
     """Logs preprocessing + model as one servable pyfunc, registers it behind the quality gate."""
     import mlflow

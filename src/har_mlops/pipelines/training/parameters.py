@@ -1,0 +1,102 @@
+"""Typed parameters of the training pipeline (conf/base/parameters_training.yml)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from har_mlops.parameters import Fraction, ParameterGroup, PositiveInt
+
+
+class Architecture(ParameterGroup):
+    """Sizes of the 1D-CNN-BiLSTM."""
+
+    conv_filters: list[PositiveInt]
+    conv_kernel_sizes: list[PositiveInt]
+    pool_after: list[int]
+    pool_size: PositiveInt
+    lstm_units: PositiveInt
+    dense_units: PositiveInt
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
+    window_statistics: bool
+    window_correlations: bool = False
+    gravity_split_kernel: PositiveInt | None = None
+
+
+class LrSchedule(ParameterGroup):
+    """ReduceLROnPlateau on the validation loss."""
+
+    factor: Annotated[float, Field(gt=0.0, lt=1.0)]
+    patience: int
+    min_lr: float
+
+
+class EarlyStopping(ParameterGroup):
+    """Early stopping on the validation subjects."""
+
+    monitor: str
+    patience: int
+    start_from_epoch: int = 0
+    restore_best_weights: bool = False
+
+
+class Rotation(ParameterGroup):
+    """Random 3-D rotations of both sensors."""
+
+    enabled: bool
+    max_degrees: float
+
+
+class Scaling(ParameterGroup):
+    """Random per-window amplitude scaling."""
+
+    enabled: bool
+    sigma: float
+
+
+class Jitter(ParameterGroup):
+    """Additive noise, as a share of each channel's spread."""
+
+    enabled: bool
+    sigma: float
+
+
+class Augmentation(ParameterGroup):
+    """Augmentations applied to training batches only."""
+
+    rotation: Rotation
+    scaling: Scaling
+    jitter: Jitter
+
+
+class Training(ParameterGroup):
+    """Optimiser, schedule, stopping, weighting and augmentation of the network."""
+
+    seed: int
+    deterministic_ops: bool
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    learning_rate: Annotated[float, Field(gt=0.0)]
+    weight_decay: Annotated[float, Field(ge=0.0)]
+    lr_schedule: LrSchedule
+    early_stopping: EarlyStopping
+    class_weighting: Literal["balanced", "none"]
+    augmentation: Augmentation
+
+
+class Baseline(ParameterGroup):
+    """The random-forest baseline on per-window features."""
+
+    n_estimators: PositiveInt
+    min_samples_leaf: PositiveInt
+    n_jobs: int
+    seed: int
+
+
+class Registry(ParameterGroup):
+    """MLflow model registry and its quality gate."""
+
+    enabled: bool
+    model_name: str
+    min_macro_f1: Fraction
