@@ -23,21 +23,37 @@ KNOWN_NOTICES = (
     r"One or more dataset names contain '\.' characters",
 )
 
+# Log records (logger name: message) that say the project does what it means to do.
+KNOWN_LOG_NOTICES = {
+    # The catalog's "{default}" pattern makes every unnamed dataset an in-memory hand-off
+    # without copies, on purpose; Kedro warns once per dataset that it matches.
+    "kedro.io.catalog_config_resolver": r"Config from the dataset pattern '\{default\}'",
+}
+
 
 class KnownNoticesFilter(logging.Filter):
-    """Drops the log records of captured warnings that are known notices."""
+    """Drops the log records matching ``pattern``."""
 
-    _pattern = re.compile("|".join(KNOWN_NOTICES))
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self.pattern = re.compile(pattern)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """False for a known notice."""
-        return self._pattern.search(record.getMessage()) is None
+        return self.pattern.search(record.getMessage()) is None
+
+
+def _add_filter(logger_name: str, pattern: str) -> None:
+    """Adds a :class:`KnownNoticesFilter` to a logger, once."""
+    target = logging.getLogger(logger_name)
+    if not any(isinstance(f, KnownNoticesFilter) for f in target.filters):
+        target.addFilter(KnownNoticesFilter(pattern))
 
 
 def ignore_known_notices() -> None:
-    """Filters :data:`KNOWN_NOTICES` out of ``warnings`` and out of the ``py.warnings`` log."""
+    """Filters the known notices out of ``warnings`` and out of the run log."""
     for message in KNOWN_NOTICES:
         warnings.filterwarnings("ignore", message=message, category=UserWarning)
-    captured = logging.getLogger("py.warnings")
-    if not any(isinstance(f, KnownNoticesFilter) for f in captured.filters):
-        captured.addFilter(KnownNoticesFilter())
+    _add_filter("py.warnings", "|".join(KNOWN_NOTICES))
+    for logger_name, pattern in KNOWN_LOG_NOTICES.items():
+        _add_filter(logger_name, pattern)

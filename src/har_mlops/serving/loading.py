@@ -19,8 +19,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_URI = "models:/har_cnn_bilstm@champion"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-# The bundles `kedro run --pipelines inference` would use, in its order.
-DEFAULT_FALLBACK_PATHS = ("data/06_models", "data/06_models/pretrained")
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 METRICS_FILES = ("metrics.json", "evaluation_report.json")
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
@@ -38,7 +36,8 @@ class ServingSettings:
     model_uri: str | None = DEFAULT_MODEL_URI
     model_path: str | None = None
     tracking_uri: str = DEFAULT_TRACKING_URI
-    fallback_paths: tuple[str, ...] = DEFAULT_FALLBACK_PATHS
+    # None: the folders `kedro run --pipelines inference` would use (globals.model_folders).
+    fallback_paths: tuple[str, ...] | None = None
     conf_source: str = "conf"
     conf_env: str = "local"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -58,7 +57,7 @@ class ServingSettings:
             tracking_uri=env.get(
                 "HAR_TRACKING_URI", env.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
             ),
-            fallback_paths=tuple(fallback.split(":")) if fallback else DEFAULT_FALLBACK_PATHS,
+            fallback_paths=tuple(fallback.split(":")) if fallback else None,
             conf_source=env.get("HAR_CONF_SOURCE", "conf"),
             conf_env=env.get("HAR_CONF_ENV", "local"),
             max_body_bytes=int(env.get("HAR_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
@@ -76,12 +75,27 @@ class LoadedModel:
     metrics: dict[str, Any]
 
 
-def project_parameters(conf_source: str, conf_env: str) -> dict[str, Any]:
-    """The Kedro parameters (base + ``conf_env``), as the inference pipeline reads them."""
+def _config_loader(conf_source: str, conf_env: str) -> Any:
+    """The project's configuration (base + ``conf_env``), as ``kedro run`` reads it."""
     from kedro.config import OmegaConfigLoader
 
-    loader = OmegaConfigLoader(conf_source=conf_source, base_env="base", default_run_env=conf_env)
-    return dict(loader["parameters"])
+    from har_mlops.settings import CONFIG_LOADER_ARGS
+
+    return OmegaConfigLoader(
+        conf_source=conf_source, **{**CONFIG_LOADER_ARGS, "default_run_env": conf_env}
+    )
+
+
+def project_parameters(conf_source: str, conf_env: str) -> dict[str, Any]:
+    """The Kedro parameters (base + ``conf_env``), as the inference pipeline reads them."""
+    return dict(_config_loader(conf_source, conf_env)["parameters"])
+
+
+def fallback_folders(settings: ServingSettings) -> list[str]:
+    """Where to look for a local bundle: the settings' paths, else the project's model folders."""
+    if settings.fallback_paths is not None:
+        return list(settings.fallback_paths)
+    return list(_config_loader(settings.conf_source, settings.conf_env)["globals"]["model_folders"])
 
 
 def config_from_parameters(contract: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -158,6 +172,7 @@ def load_model(settings: ServingSettings) -> LoadedModel:
     """``model_path`` if set, else ``model_uri`` from the registry, else the local fallback."""
     if settings.model_path:
         return load_local(settings.model_path, settings)
+    folders = fallback_folders(settings)
     if settings.model_uri:
         try:
             return load_registry(settings.model_uri, settings)
@@ -168,11 +183,11 @@ def load_model(settings: ServingSettings) -> LoadedModel:
                 settings.model_uri,
                 settings.tracking_uri,
                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                list(settings.fallback_paths),
+                folders,
             )
-    for folder in settings.fallback_paths:
+    for folder in folders:
         if is_bundle(Path(folder)):
             return load_local(folder, settings)
     raise FileNotFoundError(
-        f"No model: {settings.model_uri} unavailable and no bundle in {list(settings.fallback_paths)}"
+        f"No model: {settings.model_uri} unavailable and no bundle in {folders}"
     )

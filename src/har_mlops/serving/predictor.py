@@ -206,7 +206,7 @@ class ActivityPredictor:
                 f"{self.resampling['max_gap_ms']} ms split the recording)"
             )
         bundle = {"model": self.model, "contract": self.contract, "source": self.source}
-        _, contract = check_contract(bundle, windows, self.windowing, self.resampling, self.labels)
+        contract = check_contract(bundle, windows, self.windowing, self.resampling, self.labels)
         probabilities = self.forward(scale_signals(windows["signals"], self._scaler))
         table = window_table(
             windows,

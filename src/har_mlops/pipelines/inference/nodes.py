@@ -29,8 +29,8 @@ def check_contract(
     windowing: Windowing,
     resampling: Resampling,
     labels: Labels,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Passes the model bundle and its contract on if data and configuration honour it."""
+) -> dict[str, Any]:
+    """The model's contract, if the windows and the configuration honour it."""
     contract = model_bundle["contract"]
     mismatches = contract_mismatches(
         contract,
@@ -45,7 +45,7 @@ def check_contract(
             f"Input breaks the preprocessing contract of {model_bundle.get('source', 'the model')}:"
             "\n  " + "\n  ".join(mismatches)
         )
-    return model_bundle, contract
+    return contract
 
 
 def predict_activities(

@@ -36,13 +36,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:resampling",
                     "params:labels",
                 ],
-                outputs=["checked_model_bundle", "contract"],
+                outputs="contract",
                 name="check_contract",
             ),
             Node(
                 predict_activities,
                 inputs=[
-                    "checked_model_bundle",
+                    "model_bundle",
                     "windows",
                     "contract",
                     "params:prediction",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -32,11 +32,13 @@ from har_mlops.parameters import (
 from .parameters import Architecture, Baseline, Registry, Training
 from .registry import decide_promotion
 
-if TYPE_CHECKING:
-    import keras
-    from sklearn.ensemble import RandomForestClassifier
-
 logger = logging.getLogger(__name__)
+
+# Kedro reads the nodes' annotations to validate their parameters, so they must resolve without
+# importing TensorFlow (which every `kedro run` would then pay for): keras.Model and
+# sklearn's RandomForestClassifier, by name only.
+KerasModel = Any
+RandomForest = Any
 
 
 def _class_weights(labels: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
@@ -57,7 +59,7 @@ def train_model(
     architecture: Architecture,
     training: Training,
     labels: Labels,
-) -> tuple[keras.Model, dict[str, list[dict[str, float]]]]:
+) -> tuple[KerasModel, dict[str, list[dict[str, float]]]]:
     """Trains the CNN-BiLSTM with early stopping on the validation subjects."""
     import keras
 
@@ -129,7 +131,7 @@ def train_model(
 
 
 def evaluate_model(
-    model: keras.Model,
+    model: KerasModel,
     windows_test: dict[str, np.ndarray],
     scaler: dict[str, Any],
     labels: Labels,
@@ -169,7 +171,7 @@ def train_baseline(
     windows_validation: dict[str, np.ndarray],
     baseline: Baseline,
     resampling: Resampling,
-) -> RandomForestClassifier:
+) -> RandomForest:
     """Fits a random forest on per-window statistical features (train + validation subjects)."""
     from sklearn.ensemble import RandomForestClassifier
 
@@ -186,7 +188,7 @@ def train_baseline(
 
 
 def evaluate_baseline(
-    baseline_model: RandomForestClassifier,
+    baseline_model: RandomForest,
     windows_test: dict[str, np.ndarray],
     labels: Labels,
     resampling: Resampling,
@@ -262,7 +264,7 @@ def build_contract(
     )
 
 
-def bundle_model(model: keras.Model, model_contract: dict[str, Any]) -> dict[str, Any]:
+def bundle_model(model: KerasModel, model_contract: dict[str, Any]) -> dict[str, Any]:
     """Pairs the trained model with its preprocessing contract, as inference loads them."""
     return {"model": model, "contract": model_contract, "source": "trained in this run"}
 
@@ -283,7 +285,7 @@ def predictor_config(
 
 
 def register_model(
-    model: keras.Model,
+    model: KerasModel,
     served_config: dict[str, Any],
     network_report: dict[str, Any],
     registry: Registry,
