@@ -2,9 +2,9 @@
 
 Subjects are split as in a real project: reference (training) subjects, calibration pool
 (validation and test subjects of the reference), and the UCI test subjects, never seen by
-either, as the "current" data. Predictions are a stand-in: the true activity, with a
-confidence drawn from a seeded Beta distribution (the real model is exercised end to end in
-test_pipeline.py).
+either, as the "current" data. Predictions are a stand-in: mostly the true activity with a high
+confidence, sometimes another with a lower one, all seeded (the real model is exercised end to
+end in test_pipeline.py).
 """
 
 from __future__ import annotations
@@ -80,14 +80,26 @@ def build_windows(
     return windows, report
 
 
+# Share of windows the stand-in model gets wrong, so the label-free accuracy estimate (ATC)
+# has errors to find.
+STAND_IN_ERROR_SHARE = 0.1
+
+
 def stand_in_probabilities(labels: np.ndarray, classes: list[str], seed: int) -> np.ndarray:
-    """The true class with a seeded Beta(12, 1) confidence, the rest spread evenly."""
+    """A seeded stand-in model's ``[n, C]`` probabilities of windows with true ``labels [n]``.
+
+    Right with a Beta(12, 1) confidence, or (a ``STAND_IN_ERROR_SHARE`` of windows) a random
+    other class with a lower Uniform(0.35, 0.85) one; the rest of the mass spread evenly.
+    """
     rng = np.random.default_rng(seed)
-    confidence = rng.beta(12.0, 1.0, size=labels.size)
-    rest = (1.0 - confidence) / (len(classes) - 1)
-    probabilities = np.repeat(rest[:, None], len(classes), axis=1)
-    index = pd.Series(labels).map({c: i for i, c in enumerate(classes)}).to_numpy()
-    probabilities[np.arange(labels.size), index] = confidence
+    n, n_classes = labels.size, len(classes)
+    true = pd.Series(labels).map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=int)
+    wrong = rng.random(n) < STAND_IN_ERROR_SHARE
+    index = np.where(wrong, (true + rng.integers(1, n_classes, size=n)) % n_classes, true)
+    confidence = np.where(wrong, rng.uniform(0.35, 0.85, size=n), rng.beta(12.0, 1.0, size=n))
+    rest = (1.0 - confidence) / (n_classes - 1)
+    probabilities = np.repeat(rest[:, None], n_classes, axis=1)
+    probabilities[np.arange(n), index] = confidence
     return probabilities
 
 
@@ -113,7 +125,10 @@ def classes(processing_params) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def reference_profile(processing_params, _monitoring_params, classes) -> dict[str, Any]:
+def reference_inputs(
+    processing_params, classes
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """Train, validation and test windows of the reference subjects and stand-in predictions."""
     splits = {
         name: build_windows(subjects, processing_params)[0]
         for name, subjects in (
@@ -131,6 +146,12 @@ def reference_profile(processing_params, _monitoring_params, classes) -> dict[st
             for seed, (name, part) in enumerate(splits.items())
         },
     }
+    return splits, predictions
+
+
+@pytest.fixture(scope="session")
+def reference_profile(reference_inputs, _monitoring_params) -> dict[str, Any]:
+    splits, predictions = reference_inputs
     features = compute_reference_features(
         splits["train"], splits["validation"], splits["test"], predictions, _monitoring_params
     )

@@ -48,15 +48,33 @@ def _with_signals(windows: dict[str, np.ndarray], signals: np.ndarray) -> dict[s
     return {**windows, "signals": signals.astype(np.float32)}
 
 
-def test_reference_is_calibrated_at_monitored_batch_sizes(reference_profile):
+def _accuracy(probabilities: np.ndarray, labels: np.ndarray, classes: list[str]) -> float:
+    return float((np.asarray(classes)[probabilities.argmax(axis=1)] == labels).mean())
+
+
+def test_reference_is_calibrated_at_monitored_batch_sizes(
+    reference_inputs, reference_profile, classes
+):
     calibration = reference_profile["calibration"]
     assert calibration["batch_sizes"] == [100, 300, 1000]
     assert calibration["min_batch_windows"] in calibration["batch_sizes"]
     thresholds = [calibration["dataset"][str(s)]["js_distance"] for s in calibration["batch_sizes"]]
     # The noise floor falls with the batch size.
     assert thresholds == sorted(thresholds, reverse=True)
+    # The label-free accuracy estimate, fitted on the validation subjects, finds the stand-in
+    # model's errors (STAND_IN_ERROR_SHARE) on the test subjects; a threshold of 0, 0.5 or at
+    # the wrong tail misses by 0.05 or more.
+    splits, predictions = reference_inputs
+    test_accuracy = _accuracy(
+        predictions["probabilities"]["test"], splits["test"]["label"], classes
+    )
+    assert test_accuracy < 0.95, "the stand-in model must make errors for ATC to estimate"
     atc = reference_profile["predictions"]["atc"]
-    assert atc["test_abs_error"] < 0.05
+    assert atc["test_accuracy"] == pytest.approx(test_accuracy, abs=0.005)
+    assert atc["test_estimated_accuracy"] == pytest.approx(test_accuracy, abs=0.02)
+    assert reference_profile["predictions"]["estimated_accuracy"] == pytest.approx(
+        test_accuracy, abs=0.02
+    )
 
 
 def test_clean_unseen_subjects_are_ok(current, reference_profile, monitoring_params, classes):
@@ -65,6 +83,10 @@ def test_clean_unseen_subjects_are_ok(current, reference_profile, monitoring_par
     assert result["batch"]["valid"], result["batch"]
     assert result["quality"]["quarantined"] == 0
     assert result["verdict"] == "ok", result["reasons"]
+    # The label-free accuracy estimate holds on subjects the calibration never saw either.
+    check = result["prediction_drift"]["accuracy_check"]
+    assert check["true_accuracy"] < 0.95
+    assert check["abs_error"] < 0.02
 
 
 def test_milli_g_declared_as_si_fails_the_gravity_check(

@@ -12,12 +12,71 @@ import pandas as pd
 from har_mlops.contract import CHANNELS
 from har_mlops.features import window_features
 
-from .drift import prediction_deltas, prediction_summary
+from .drift import METRICS, prediction_deltas, prediction_summary
 from .quality import gravity_check, quarantine_reasons, recording_gates, window_gates
 from .reference import to_builtin
 from .scoring import feature_scores
 
 logger = logging.getLogger(__name__)
+
+
+def _gravity_issue(gravity: dict[str, Any]) -> dict[str, Any]:
+    """The quarantine issue of a recording whose still windows are not at 1 g."""
+    return {
+        "reason": "gravity",
+        "quarantine": True,
+        "detail": f"median |a| {gravity['median_magnitude_ms2']} m/s^2 over {gravity['from']} is "
+        f"{gravity['ratio_to_g']} g (expected ~1): {gravity['hint']}",
+    }
+
+
+def _window_gate_issues(gates: dict[str, np.ndarray], mine: np.ndarray) -> list[dict[str, Any]]:
+    """Quarantine issues of the window gates that fail in the windows ``mine [n]``."""
+    issues = []
+    if gates["flat_line"][mine].any():
+        stuck = np.asarray(CHANNELS)[gates["flat_channels"][mine].any(axis=0)].tolist()
+        issues.append(
+            {
+                "reason": "flat_line",
+                "quarantine": True,
+                "detail": f"{int(gates['flat_line'][mine].sum())} window(s) with a stuck "
+                f"channel ({', '.join(stuck)})",
+            }
+        )
+    for code in ("clipping", "non_finite"):
+        if gates[code][mine].any():
+            issues.append(
+                {
+                    "reason": code,
+                    "quarantine": True,
+                    "detail": f"{int(gates[code][mine].sum())} window(s)",
+                }
+            )
+    return issues
+
+
+def _recording_summaries(
+    recording_ids: np.ndarray,
+    reasons: np.ndarray,
+    gates: dict[str, np.ndarray],
+    gravity: dict[str, dict[str, Any]],
+    recordings: dict[str, dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """Per recording (validated or windowed): status, windows, quarantined and its issues."""
+    summaries = {}
+    for rec in sorted(set(recordings) | set(recording_ids.tolist())):
+        mine = recording_ids == rec
+        issues = list(recordings.get(rec, {}).get("issues", []))
+        if rec in gravity and not gravity[rec]["ok"]:
+            issues.append(_gravity_issue(gravity[rec]))
+        summaries[rec] = {
+            "status": recordings.get(rec, {}).get("status", "accepted"),
+            "windows": int(mine.sum()),
+            "quarantined": int((reasons[mine] != "").sum()),
+            "gravity": gravity.get(rec),
+            "issues": issues + _window_gate_issues(gates, mine),
+        }
+    return summaries
 
 
 def check_quality(
@@ -34,48 +93,8 @@ def check_quality(
     )
     recordings = recording_gates(validation_report, quality)
     reasons = quarantine_reasons(recording_ids, gates, gravity, recordings)
-    per_recording = {}
-    for rec in sorted(set(recordings) | set(recording_ids.tolist())):
-        mine = recording_ids == rec
-        issues = list(recordings.get(rec, {}).get("issues", []))
-        if rec in gravity and not gravity[rec]["ok"]:
-            g = gravity[rec]
-            issues.append(
-                {
-                    "reason": "gravity",
-                    "quarantine": True,
-                    "detail": f"median |a| {g['median_magnitude_ms2']} m/s^2 over {g['from']} is "
-                    f"{g['ratio_to_g']} g (expected ~1): {g['hint']}",
-                }
-            )
-        if gates["flat_line"][mine].any():
-            stuck = np.asarray(CHANNELS)[gates["flat_channels"][mine].any(axis=0)].tolist()
-            issues.append(
-                {
-                    "reason": "flat_line",
-                    "quarantine": True,
-                    "detail": f"{int(gates['flat_line'][mine].sum())} window(s) with a stuck "
-                    f"channel ({', '.join(stuck)})",
-                }
-            )
-        for code in ("clipping", "non_finite"):
-            if gates[code][mine].any():
-                issues.append(
-                    {
-                        "reason": code,
-                        "quarantine": True,
-                        "detail": f"{int(gates[code][mine].sum())} window(s)",
-                    }
-                )
-        per_recording[rec] = {
-            "status": recordings.get(rec, {}).get("status", "accepted"),
-            "windows": int(mine.sum()),
-            "quarantined": int((reasons[mine] != "").sum()),
-            "gravity": gravity.get(rec),
-            "issues": issues,
-        }
+    per_recording = _recording_summaries(recording_ids, reasons, gates, gravity, recordings)
     counts = Counter(reasons[reasons != ""].tolist())
-    share = float((reasons != "").mean()) if reasons.size else 0.0
     logger.info(
         "Sensor gates: %d of %d windows quarantined %s",
         sum(counts.values()),
@@ -87,7 +106,7 @@ def check_quality(
         "summary": {
             "windows": int(reasons.size),
             "quarantined": int(sum(counts.values())),
-            "quarantined_share": share,
+            "quarantined_share": float((reasons != "").mean()) if reasons.size else 0.0,
             "by_reason": dict(counts),
             "rejected_recordings": sorted(
                 rec for rec, r in recordings.items() if r["status"] == "rejected"
@@ -167,6 +186,85 @@ def _calibrated_size(reference_profile: dict[str, Any], windows: int) -> str:
     return str(fitting[-1] if fitting else sizes[0])
 
 
+def _feature_drift(
+    scores: dict[str, Any], names: list[str], per_class: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per feature, its score in the judged activity where it moved most, with its statistics.
+
+    ``scores`` is ``feature_scores``' result: per judged activity ``ratio [F]`` and
+    ``statistics`` ``{metric: [F]}``. Empty when no activity was judged.
+    """
+    judged = [activity for activity, result in scores["classes"].items() if result.get("judged")]
+    if not judged:
+        return {}
+    results = [scores["classes"][activity] for activity in judged]
+    ratio = np.stack([result["ratio"] for result in results])  # [A, F]
+    # The first activity with the largest ratio; a NaN ratio never wins, unless it is the
+    # first activity's (nothing compares greater than it).
+    worst = np.where(
+        np.isnan(ratio[0]), 0, np.where(np.isnan(ratio), -np.inf, ratio).argmax(axis=0)
+    )
+    columns = np.arange(len(names))
+    statistics = {
+        m: np.stack([result["statistics"][m] for result in results])[worst, columns]
+        for m in METRICS
+    }
+    thresholds = {
+        m: np.stack(
+            [np.asarray(per_class[r["calibrated_batch"]][a][m]) for a, r in zip(judged, results)]
+        )[worst, columns]
+        for m in METRICS
+    }
+    score = ratio[worst, columns]
+    return {
+        name: {
+            "score": float(score[i]),
+            "drifted": float(score[i]) > 1.0,
+            "activity": judged[worst[i]],
+            **{
+                m: {"value": float(statistics[m][i]), "threshold": float(thresholds[m][i])}
+                for m in METRICS
+            },
+        }
+        for i, name in enumerate(names)
+    }
+
+
+def _distribution(
+    name: str,
+    activity: str,
+    values: np.ndarray,
+    predicted: np.ndarray,
+    reference_profile: dict[str, Any],
+) -> dict[str, Any]:
+    """One feature's reference and current quantiles in one activity; ``values [n, F]``."""
+    i = reference_profile["features"].index(name)
+    reference = reference_profile["sketch"]["classes"][activity]
+    levels = len(reference["quantiles"])
+    return {
+        "feature": name,
+        "activity": activity,
+        "levels": ((np.arange(levels) + 0.5) / levels).tolist(),
+        "reference_quantiles": [row[i] for row in reference["quantiles"]],
+        "current_quantiles": np.quantile(
+            values[predicted == activity][:, i], (np.arange(levels) + 0.5) / levels
+        ).tolist(),
+    }
+
+
+def _activity_summaries(scores: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per activity scored: windows, whether judged, at which batch, how many features drifted."""
+    return {
+        activity: {
+            "windows": result["windows"],
+            "judged": result.get("judged", False),
+            "calibrated_batch": result.get("calibrated_batch"),
+            "drifted_features": int((np.asarray(result.get("ratio", [])) > 1).sum()),
+        }
+        for activity, result in scores["classes"].items()
+    }
+
+
 def measure_data_drift(
     current_features: dict[str, np.ndarray],
     quality: dict[str, Any],
@@ -177,54 +275,18 @@ def measure_data_drift(
     passed = int((quality["reasons"] == "").sum())
     calibration = reference_profile["calibration"]
     size = _calibrated_size(reference_profile, passed)
-    names = reference_profile["features"]
     values = current_features["features"]
     predicted = current_features["predicted"][current_features["sample"]]
     scores = feature_scores(
         values, predicted, reference_profile["sketch"]["classes"], calibration, monitoring
     )
-    limits = calibration["dataset"][size]
-    features = {}
-    for i, name in enumerate(names):
-        best = None
-        for activity, result in scores["classes"].items():
-            if result.get("judged") and (best is None or result["ratio"][i] > best[1]):
-                best = (activity, float(result["ratio"][i]))
-        if best is None:
-            continue
-        activity, score = best
-        result = scores["classes"][activity]
-        entry = calibration["per_class"][result["calibrated_batch"]][activity]
-        features[name] = {
-            "score": score,
-            "drifted": score > 1.0,
-            "activity": activity,
-            **{
-                m: {"value": float(result["statistics"][m][i]), "threshold": float(entry[m][i])}
-                for m in ("wasserstein", "ks", "psi")
-            },
-        }
+    features = _feature_drift(scores, reference_profile["features"], calibration["per_class"])
     ranked = sorted(features, key=lambda f: -features[f]["score"])
-    top = ranked[: monitoring["report"]["top_features"]]
-    distributions = []
-    for name in top:
-        activity = features[name]["activity"]
-        mine = predicted == activity
-        i = names.index(name)
-        reference = reference_profile["sketch"]["classes"][activity]
-        levels = len(reference["quantiles"])
-        distributions.append(
-            {
-                "feature": name,
-                "activity": activity,
-                "levels": ((np.arange(levels) + 0.5) / levels).tolist(),
-                "reference_quantiles": [row[i] for row in reference["quantiles"]],
-                "current_quantiles": np.quantile(
-                    values[mine][:, i],
-                    (np.arange(levels) + 0.5) / levels,
-                ).tolist(),
-            }
-        )
+    distributions = [
+        _distribution(name, features[name]["activity"], values, predicted, reference_profile)
+        for name in ranked[: monitoring["report"]["top_features"]]
+    ]
+    limits = calibration["dataset"][size]
     share = scores["drift_share"]
     logger.info(
         "Data drift: %.1f %% of %d features drifted (calibrated threshold %s at batch %s)",
@@ -244,15 +306,7 @@ def measure_data_drift(
             "max_score_threshold": limits["max_score"],
             "drifted_features": [f for f in ranked if features[f]["drifted"]],
             "features": {f: features[f] for f in ranked},
-            "activities": {
-                activity: {
-                    "windows": result["windows"],
-                    "judged": result.get("judged", False),
-                    "calibrated_batch": result.get("calibrated_batch"),
-                    "drifted_features": int((np.asarray(result.get("ratio", [])) > 1).sum()),
-                }
-                for activity, result in scores["classes"].items()
-            },
+            "activities": _activity_summaries(scores),
             "distributions": distributions,
         }
     )

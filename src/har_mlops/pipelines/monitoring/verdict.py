@@ -149,6 +149,75 @@ def _prediction_reasons(
     return reasons
 
 
+def _batch_size_reason(passed: int, min_batch_windows: int) -> dict[str, Any]:
+    """The warning that ``passed`` windows are fewer than the verdict is valid for."""
+    return _reason(
+        "batch_size",
+        "warn",
+        f"{passed} windows passed the sensor gates, fewer than the "
+        f"{min_batch_windows} the drift verdict is valid for"
+        + ("" if passed else ": drift not measured"),
+        code="batch_too_small",
+        value=passed,
+        threshold=min_batch_windows,
+    )
+
+
+def downgrade_unconfirmed(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drift findings of a batch below the calibrated minimum: ``retrain`` becomes ``warn``."""
+    # Below the calibrated minimum a drift finding is indicative: worth a look, never by
+    # itself a reason to retrain.
+    return [
+        {
+            **reason,
+            "severity": "warn",
+            "message": reason["message"] + " (retrain once confirmed on a full-size batch)",
+        }
+        if reason["severity"] == "retrain"
+        else reason
+        for reason in findings
+    ]
+
+
+def overall_verdict(reasons: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """The most severe reason's severity (``ok`` without reasons) and the reasons, ranked.
+
+    Most severe first; the batch-size caveat after the findings of the same severity.
+    """
+    severities = [r["severity"] for r in reasons]
+    verdict = max(severities, key=VERDICTS.index) if severities else "ok"
+    ranked = sorted(
+        reasons, key=lambda r: (-VERDICTS.index(r["severity"]), r["check"] == "batch_size")
+    )
+    return verdict, ranked
+
+
+def _verdict_metrics(
+    verdict: str,
+    quality: dict[str, Any],
+    data_drift: dict[str, Any],
+    prediction_drift: dict[str, Any],
+) -> dict[str, dict[str, float]]:
+    """The run's headline figures as MLflow metrics; undefined (None, NaN) ones left out."""
+    current = prediction_drift["current"]
+    values = {
+        "verdict_level": VERDICTS.index(verdict),
+        "windows": quality["summary"]["windows"],
+        "quarantined_share": quality["summary"]["quarantined_share"],
+        "drift_share": data_drift["drift_share"],
+        "drifted_features": len(data_drift["drifted_features"]),
+        "js_distance": prediction_drift["deltas"]["js_distance"],
+        "mean_confidence": current["mean_confidence"],
+        "low_confidence_share": current["low_confidence_share"],
+        "estimated_accuracy": current["estimated_accuracy"],
+    }
+    return {
+        name: {"value": float(value), "step": 0}
+        for name, value in values.items()
+        if value is not None and np.isfinite(value)
+    }
+
+
 def decide_verdict(
     quality: dict[str, Any],
     data_drift: dict[str, Any],
@@ -160,35 +229,14 @@ def decide_verdict(
     rules = monitoring["verdict"]
     calibration = reference_profile["calibration"]
     passed = data_drift["windows"]
-    reasons = _quality_reasons(quality, rules)
     valid = passed >= calibration["min_batch_windows"]
+    reasons = _quality_reasons(quality, rules)
     if not valid:
-        reasons.append(
-            _reason(
-                "batch_size",
-                "warn",
-                f"{passed} windows passed the sensor gates, fewer than the "
-                f"{calibration['min_batch_windows']} the drift verdict is valid for"
-                + ("" if passed else ": drift not measured"),
-                code="batch_too_small",
-                value=passed,
-                threshold=calibration["min_batch_windows"],
-            )
-        )
+        reasons.append(_batch_size_reason(passed, calibration["min_batch_windows"]))
     if passed >= monitoring["min_class_windows"]:
         findings = _drift_reasons(data_drift, rules) + _prediction_reasons(prediction_drift, rules)
-        if not valid:
-            # Below the calibrated minimum a drift finding is indicative: worth a look, never
-            # by itself a reason to retrain.
-            for reason in findings:
-                if reason["severity"] == "retrain":
-                    reason["severity"] = "warn"
-                    reason["message"] += " (retrain once confirmed on a full-size batch)"
-        reasons += findings
-    severities = [r["severity"] for r in reasons]
-    verdict = max(severities, key=VERDICTS.index) if severities else "ok"
-    # Most severe first; the batch-size caveat after the findings of the same severity.
-    reasons.sort(key=lambda r: (-VERDICTS.index(r["severity"]), r["check"] == "batch_size"))
+        reasons += findings if valid else downgrade_unconfirmed(findings)
+    verdict, reasons = overall_verdict(reasons)
     report = to_builtin(
         {
             "verdict": verdict,
@@ -214,24 +262,7 @@ def decide_verdict(
     )
     log = {"ok": logger.info, "warn": logger.warning, "retrain": logger.warning}[verdict]
     log("Monitoring verdict %s: %s", verdict, "; ".join(r["message"] for r in reasons) or "-")
-    current = prediction_drift["current"]
-    values = {
-        "verdict_level": VERDICTS.index(verdict),
-        "windows": quality["summary"]["windows"],
-        "quarantined_share": quality["summary"]["quarantined_share"],
-        "drift_share": data_drift["drift_share"],
-        "drifted_features": len(data_drift["drifted_features"]),
-        "js_distance": prediction_drift["deltas"]["js_distance"],
-        "mean_confidence": current["mean_confidence"],
-        "low_confidence_share": current["low_confidence_share"],
-        "estimated_accuracy": current["estimated_accuracy"],
-    }
-    metrics = {
-        name: {"value": float(value), "step": 0}
-        for name, value in values.items()
-        if value is not None and np.isfinite(value)
-    }
-    return report, metrics
+    return report, _verdict_metrics(verdict, quality, data_drift, prediction_drift)
 
 
 def enforce_verdict(report: dict[str, Any], monitoring: dict[str, Any], *figures: Any) -> None:

@@ -1,0 +1,335 @@
+"""The steps of the reference calibration: sketches, prediction profile, no-drift limits.
+
+A *group* pairs reference sketches with no-drift windows of subjects those sketches never
+saw; a *batch* is ``(group index, window indices [size])``. Tables are dicts of arrays with
+one row per window (``features [n, F]``, ``predicted [n]``, ``confidence [n]``, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from .drift import (
+    METRICS,
+    clustered_batches,
+    fit_atc_threshold,
+    prediction_deltas,
+    prediction_summary,
+    reference_spread,
+    sketch,
+)
+from .scoring import feature_scores
+
+logger = logging.getLogger(__name__)
+
+Table = dict[str, np.ndarray]
+Group = tuple[dict[str, Any], Table]
+Batch = tuple[int, np.ndarray]
+
+
+def concat_tables(tables: list[Table]) -> Table:
+    """The rows of every table, in order."""
+    return {name: np.concatenate([t[name] for t in tables]) for name in tables[0]}
+
+
+def take_rows(table: Table, mask: np.ndarray) -> Table:
+    """The rows of ``table`` selected by ``mask [n]`` (boolean or indices)."""
+    return {name: values[mask] for name, values in table.items()}
+
+
+def class_sketches(
+    train: Table, classes: list[str], monitoring: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Per predicted activity with enough training windows, the sketch of its features."""
+    pooled_std = train["features"].std(axis=0)
+    sketches = {}
+    for name in classes:
+        mine = train["features"][train["predicted"] == name]
+        if len(mine) < monitoring["min_reference_windows"]:
+            logger.warning("Activity %s: %d training windows, not monitored", name, len(mine))
+            continue
+        summary = sketch(
+            mine, monitoring["sketch"]["quantile_levels"], monitoring["sketch"]["psi_bins"]
+        )
+        summary["spread"] = reference_spread(summary["std"], pooled_std)
+        sketches[name] = summary
+    return sketches
+
+
+def prediction_profile(
+    validation: Table,
+    test: Table,
+    classes: list[str],
+    low_confidence_threshold: float,
+    confidence_bins: int,
+) -> dict[str, Any]:
+    """Class mix and confidence on the test subjects; ATC threshold fitted on validation."""
+    known = validation["labelled"]
+    threshold = fit_atc_threshold(validation["confidence"][known], validation["correct"][known])
+    summary = prediction_summary(
+        test["predicted"], test["confidence"], classes, low_confidence_threshold, threshold
+    )
+    edges = np.linspace(0.0, 1.0, confidence_bins + 1)
+    histogram = np.histogram(test["confidence"], bins=edges)[0] / max(len(test["confidence"]), 1)
+    test_accuracy = float(test["correct"][test["labelled"]].mean())
+    labelled_estimate = float((test["confidence"][test["labelled"]] > threshold).mean())
+    logger.info(
+        "Label-free accuracy estimate on the test subjects %.4f (true %.4f)",
+        labelled_estimate,
+        test_accuracy,
+    )
+    return {
+        **summary,
+        "class_mix": summary["class_mix"],
+        "low_confidence_threshold": float(low_confidence_threshold),
+        "confidence_histogram": {"edges": edges, "shares": histogram},
+        "atc": {
+            "threshold": threshold,
+            "fitted_on": "validation subjects",
+            "validation_accuracy": float(validation["correct"][known].mean()),
+            # Checked on the labelled test windows, where the true accuracy is known.
+            "test_estimated_accuracy": labelled_estimate,
+            "test_accuracy": test_accuracy,
+            "test_abs_error": abs(labelled_estimate - test_accuracy),
+        },
+    }
+
+
+def gravity_reference(train: Table) -> dict[str, Any]:
+    """How many training windows are still, and their median acceleration magnitude."""
+    still = train["still"]
+    return {
+        "still_windows": int(still.sum()),
+        "median_still_magnitude_ms2": float(np.median(train["acc_magnitude"][still]))
+        if still.any()
+        else None,
+    }
+
+
+def calibration_groups(
+    reference_features: dict[str, Table],
+    sketches: dict[str, dict[str, Any]],
+    classes: list[str],
+    monitoring: dict[str, Any],
+) -> list[Group]:
+    """(reference sketches, no-drift windows of subjects the sketches never saw) pairs.
+
+    The validation and test subjects against the full reference, and each of
+    ``train_folds`` folds of training subjects against the sketches of the other folds:
+    every subject serves as a new subject once, so the noise floor includes how much
+    subjects differ, not only how much batches of the same few subjects do.
+    """
+    train = reference_features["train"]
+    held_out = concat_tables([reference_features["validation"], reference_features["test"]])
+    groups = [(sketches, held_out)]
+    folds = monitoring["calibration"]["train_folds"]
+    if folds < 2:
+        return groups
+    rng = np.random.default_rng(monitoring["seed"])
+    for fold in np.array_split(rng.permutation(np.unique(train["subject_id"])), folds):
+        inside = np.isin(train["subject_id"], fold)
+        if inside.any() and not inside.all():
+            rest = class_sketches(take_rows(train, ~inside), classes, monitoring)
+            groups.append((rest, take_rows(train, inside)))
+    return groups
+
+
+def calibration_settings(groups: list[Group], monitoring: dict[str, Any]) -> dict[str, Any]:
+    """How the thresholds were calibrated: the pools, repetitions, seed and quantiles."""
+    calibration = monitoring["calibration"]
+    return {
+        "pool": "validation and test subjects against the reference, and each fold "
+        "of training subjects against the other folds",
+        "train_folds": calibration["train_folds"],
+        "pool_windows": [int(len(held_out["predicted"])) for _, held_out in groups],
+        "repetitions": calibration["repetitions"],
+        "seed": monitoring["seed"],
+        "feature_quantile": calibration["feature_quantile"],
+        "share_quantile": calibration["share_quantile"],
+        "prediction_quantile": calibration["prediction_quantile"],
+    }
+
+
+def draw_batches(
+    groups: list[Group], size: int, calibration: dict[str, Any], rng: np.random.Generator
+) -> list[Batch]:
+    """``repetitions`` batches of ``size`` windows from the groups large enough for them."""
+    # Shared among those groups in proportion to their windows.
+    windows = np.array([len(held_out["predicted"]) for _, held_out in groups], dtype=float)
+    weights = np.where(windows * calibration["max_pool_share"] >= size, windows, 0.0)
+    if weights.sum() == 0:
+        return []
+    counts = np.ceil(calibration["repetitions"] * weights / weights.sum()).astype(int)
+    batches = []
+    for group in np.flatnonzero(counts):
+        recordings = groups[group][1]["recording_id"]
+        batches += [(group, b) for b in clustered_batches(recordings, size, counts[group], rng)]
+    return batches
+
+
+def calibration_batches(
+    groups: list[Group], calibration: dict[str, Any], seed: int
+) -> dict[int, list[Batch]]:
+    """Seeded no-drift batches at each batch size some group can supply, smallest first."""
+    rng = np.random.default_rng(seed)
+    drawn = {
+        size: draw_batches(groups, size, calibration, rng)
+        for size in sorted(calibration["batch_sizes"])
+    }
+    usable = {size: batches for size, batches in drawn.items() if batches}
+    if not usable:
+        raise ValueError(
+            f"No calibration batch size in {calibration['batch_sizes']} fits "
+            f"{calibration['max_pool_share']} of any group of held-out windows"
+        )
+    return usable
+
+
+def _batch_scores(
+    groups: list[Group],
+    batches: list[Batch],
+    table: dict[str, Any] | None,
+    monitoring: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """``feature_scores`` of each batch against its group's sketches."""
+    return [
+        feature_scores(
+            groups[g][1]["features"][batch],
+            groups[g][1]["predicted"][batch],
+            groups[g][0],
+            table,
+            monitoring,
+        )
+        for g, batch in batches
+    ]
+
+
+def class_thresholds(
+    groups: list[Group], batches: list[Batch], monitoring: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Per activity, the ``feature_quantile`` of each effect size over no-drift batches."""
+    calibration = monitoring["calibration"]
+    stats: dict[str, list[np.ndarray]] = {}
+    sizes: dict[str, list[int]] = {}
+    for scores in _batch_scores(groups, batches, None, monitoring):
+        for name, result in scores["classes"].items():
+            stats.setdefault(name, []).append(np.stack([result["statistics"][m] for m in METRICS]))
+            sizes.setdefault(name, []).append(result["windows"])
+    thresholds = {}
+    for name, values in stats.items():
+        if len(values) < calibration["min_repetitions"]:
+            continue
+        quantiles = np.quantile(np.stack(values), calibration["feature_quantile"], axis=0)
+        # A feature that never moved in the no-drift batches (a discrete one, a small pool)
+        # would otherwise get a zero threshold and call any change infinite drift.
+        quantiles = np.maximum(quantiles, [[calibration["threshold_floor"][m]] for m in METRICS])
+        thresholds[name] = {
+            "windows_median": int(np.median(sizes[name])),
+            "repetitions": len(values),
+            **dict(zip(METRICS, quantiles)),
+        }
+    return thresholds
+
+
+def nanquantile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile of the finite ``values``; None when there is none."""
+    values = np.asarray(values, dtype=float)
+    return float(np.nanquantile(values, q)) if np.isfinite(values).any() else None
+
+
+def _null_limits(
+    groups: list[Group],
+    batches: list[Batch],
+    table: dict[str, Any],
+    monitoring: dict[str, Any],
+) -> dict[str, float | None]:
+    """Drifted share and largest score over no-drift batches judged by the monitoring rule."""
+    q = monitoring["calibration"]["share_quantile"]
+    null = _batch_scores(groups, batches, table, monitoring)
+    shares = [scores["drift_share"] for scores in null]
+    max_scores = [scores["max_score"] for scores in null]
+    return {
+        "drift_share": nanquantile(shares, q),
+        "null_drift_share_median": nanquantile(shares, 0.5),
+        "max_score": nanquantile(max_scores, q),
+        "null_max_score_median": nanquantile(max_scores, 0.5),
+    }
+
+
+def _prediction_limits(
+    held_out: Table,
+    batches: list[np.ndarray],
+    predictions: dict[str, Any],
+    classes: list[str],
+    q: float,
+) -> dict[str, float | None]:
+    """The ``q`` quantile of each prediction-drift effect size over no-drift batches."""
+    deltas = [
+        prediction_deltas(
+            prediction_summary(
+                held_out["predicted"][batch],
+                held_out["confidence"][batch],
+                classes,
+                predictions["low_confidence_threshold"],
+                predictions["atc"]["threshold"],
+            ),
+            predictions,
+        )
+        for batch in batches
+    ]
+    keys = ("js_distance", "mean_confidence_drop", "low_confidence_increase")
+    return {k: nanquantile([d[k] for d in deltas], q) for k in (*keys, "estimated_accuracy_drop")}
+
+
+def _median_wasserstein(thresholds: dict[str, dict[str, Any]]) -> float | None:
+    """Median per-feature Wasserstein threshold over the calibrated activities."""
+    if not thresholds:
+        return None
+    return float(np.median([t["wasserstein"] for t in thresholds.values()]))
+
+
+def dataset_limits(
+    groups: list[Group],
+    batches: dict[int, list[Batch]],
+    per_class: dict[str, dict[str, Any]],
+    predictions: dict[str, Any],
+    classes: list[str],
+    monitoring: dict[str, Any],
+) -> dict[str, dict[str, float | None]]:
+    """Per batch size, the dataset-level no-drift limits from the batches not used for fitting.
+
+    ``batches[size][1::2]`` give the null of the drifted share and the largest score under
+    the fitted ``per_class`` thresholds; every batch of the validation and test subjects
+    (group 0) gives the null of prediction drift.
+    """
+    table = {"per_class": per_class}
+    q = monitoring["calibration"]["prediction_quantile"]
+    return {
+        str(size): {
+            **_null_limits(groups, drawn[1::2], table, monitoring),
+            # Prediction drift only on validation and test subjects: the model fits its own
+            # training subjects better than any new subject.
+            **_prediction_limits(
+                groups[0][1], [batch for g, batch in drawn if g == 0], predictions, classes, q
+            ),
+            "median_wasserstein_threshold": _median_wasserstein(per_class[str(size)]),
+        }
+        for size, drawn in batches.items()
+    }
+
+
+def min_batch_windows(dataset: dict[str, dict[str, Any]], max_detectable_shift: float) -> int:
+    """The smallest batch size whose median Wasserstein threshold is at most the shift.
+
+    When none is that sensitive, the largest calibrated size: the most sensitive one.
+    """
+    valid = [
+        int(size)
+        for size, limits in dataset.items()
+        if limits["median_wasserstein_threshold"] is not None
+        and limits["median_wasserstein_threshold"] <= max_detectable_shift
+    ]
+    return min(valid) if valid else max(int(size) for size in dataset)
