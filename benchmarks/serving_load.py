@@ -16,9 +16,8 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,14 +26,9 @@ import numpy as np
 
 from har_mlops.datasets import WearableExportDataset
 from har_mlops.serving.predictor import export_to_table
+from har_mlops.serving.process import free_port, running_server, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _bodies(recording: Path, seconds: float, count: int) -> list[bytes]:
@@ -53,28 +47,15 @@ def _bodies(recording: Path, seconds: float, count: int) -> list[bytes]:
     return bodies
 
 
-def _start_server(port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen:
+def _server_command(port: int, workers: int) -> list[str]:
+    """uvicorn serving the app on loopback ``port`` with ``workers`` processes."""
     command = [sys.executable, "-m", "uvicorn", "har_mlops.serving.app:app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    command += ["--workers", str(workers)]
-    return subprocess.Popen(command, cwd=ROOT, env=env)
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, timeout_s: float) -> float:
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout_s:
-        if server.poll() is not None:
-            raise RuntimeError(f"The server exited with code {server.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                return time.perf_counter() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"The server did not become healthy within {timeout_s} s")
+    return command + ["--workers", str(workers)]
 
 
 async def _load(url: str, bodies: list[bytes], requests: int, concurrency: int) -> dict:
+    """``requests`` POSTs to /predict from ``concurrency`` clients: latencies, errors, time."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
     windows = 0
@@ -124,6 +105,7 @@ def _wait_all_workers(url: str, workers: int, timeout_s: float) -> None:
 
 
 def _report(name: str, result: dict, requests: int, concurrency: int) -> dict[str, float]:
+    """Prints one phase's figures; its throughput and p50/p95 latency."""
     latencies = np.asarray(result["latencies"]) * 1000.0
     figures = {
         "throughput": requests / result["elapsed"],
@@ -141,6 +123,7 @@ def _report(name: str, result: dict, requests: int, concurrency: int) -> dict[st
 
 
 def main() -> None:
+    """Starts the server, runs the phases, stops it, prints the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -161,26 +144,27 @@ def main() -> None:
     args = parser.parse_args()
 
     bodies = _bodies(args.recording, args.seconds, count=args.requests)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    port = free_port()
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     if args.model_uri:
         env["HAR_MODEL_URI"] = args.model_uri
         env.pop("HAR_MODEL_PATH", None)
     else:
         env["HAR_MODEL_PATH"] = args.model_path
-    server = _start_server(port, env, args.workers)
-    try:
-        ready_s = _wait_healthy(url, server, timeout_s=180.0)
-        _wait_all_workers(url, args.workers, timeout_s=180.0)
-        asyncio.run(_load(url, bodies, args.warmup, min(args.concurrency, args.warmup)))
-        single = None
-        if args.single_requests:
-            single = asyncio.run(_load(url, bodies, args.single_requests, 1))
-        result = asyncio.run(_load(url, bodies, args.requests, args.concurrency))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with tempfile.TemporaryDirectory(prefix="serving_load_") as logs:
+        command = _server_command(port, args.workers)
+        log = Path(logs) / "uvicorn.log"
+        with running_server("uvicorn", command, port, log, env=env, cwd=ROOT) as server:
+            started = time.perf_counter()
+            wait_ready(server, "/health", timeout_s=180.0)
+            ready_s = time.perf_counter() - started
+            _wait_all_workers(server.url, args.workers, timeout_s=180.0)
+            url = server.url
+            asyncio.run(_load(url, bodies, args.warmup, min(args.concurrency, args.warmup)))
+            single = None
+            if args.single_requests:
+                single = asyncio.run(_load(url, bodies, args.single_requests, 1))
+            result = asyncio.run(_load(url, bodies, args.requests, args.concurrency))
     print(
         f"server ({args.workers} worker(s)) ready after {ready_s:.1f} s; "
         f"{len(bodies)} distinct bodies of {args.seconds:g} s"

@@ -28,6 +28,7 @@ from serving_load import _bodies  # noqa: E402
 from har_mlops.serving import app as api  # noqa: E402
 from har_mlops.serving import predictor as steps  # noqa: E402
 from har_mlops.serving.loading import ServingSettings, load_local  # noqa: E402
+from har_mlops.serving.schema import parse_request  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +50,7 @@ def main() -> None:
     body = _bodies(args.recording, args.seconds, count=3)[1]
 
     # Each step's inputs, computed once through the same chain the request takes.
-    parsed = api._parse(body)
+    parsed = parse_request(body)
     table = parsed.table()
     units = {
         "accelerometer_unit": parsed.accelerometer_unit,
@@ -71,7 +72,7 @@ def main() -> None:
     summary = steps.summarise_recordings(table_out, report, contract)
 
     timed = {
-        "parse": lambda: api._parse(body),
+        "parse": lambda: parse_request(body),
         "table": parsed.table,
         "samples_to_recordings": lambda: steps.samples_to_recordings(table),
         "validate_recordings": lambda: steps.validate_recordings(recordings, raw_source, *prep),

@@ -1,7 +1,7 @@
 """HTTP API: ``uvicorn har_mlops.serving.app:app``; one recording in, activities per window out.
 
-TensorFlow and the model load in the lifespan handler, not at import. Error responses name the
-problem (field locations and messages) but never echo the request's values back.
+TensorFlow and the model load in the lifespan handler, not at import. The request schema and
+error responses are in :mod:`.schema`, the Prometheus metrics in :mod:`.metrics`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import json
 import logging
 import math
 import os
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import numpy as np
@@ -22,174 +22,39 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
-from pydantic import (
-    AllowInfNan,
-    BaseModel,
-    ConfigDict,
-    Field,
-    Strict,
-    ValidationError,
-    model_validator,
-)
-
-from har_mlops.contract import CHANNELS
-from har_mlops.units import UNIT_FACTORS
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .loading import LoadedModel, ServingSettings, load_model
-from .predictor import TIMESTAMP_COLUMN, PredictionResult, RecordingRejectedError
+from .metrics import Metrics, RequestMetricsMiddleware
+from .predictor import PredictionResult, RecordingRejectedError
+from .schema import (
+    BadRequestError,
+    PredictRequest,
+    bad_request_handler,
+    parse_request,
+    request_validation_handler,
+)
 
 logger = logging.getLogger(__name__)
 
-MAX_REPORTED_ERRORS = 10
-MAX_LOC_CHARS = 64
+# Metric labels of these paths; every other path is counted as "other".
 ENDPOINTS = ("/predict", "/health", "/model", "/metrics")
-LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-
-FiniteNumber = Annotated[float, Strict(), AllowInfNan(False)]
-Samples = Annotated[list[FiniteNumber], Field(min_length=2)]
-# The units units.py converts, so that the OpenAPI schema lists them and a new one flows through.
-AccelerometerUnit = Literal[tuple(UNIT_FACTORS["accelerometer"])]
-GyroscopeUnit = Literal[tuple(UNIT_FACTORS["gyroscope"])]
 
 
-class PredictRequest(BaseModel):
-    """One recording: timestamps (ms), six sensor channels of equal length, declared units."""
+@dataclass
+class Service:
+    """What the routes of one app share: settings, metrics, the limiter and the model."""
 
-    model_config = ConfigDict(extra="forbid")
+    settings: ServingSettings
+    metrics: Metrics
+    limiter: anyio.CapacityLimiter
+    loaded: LoadedModel | None = None
 
-    recording_id: str = Field(
-        default="recording", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$"
-    )
-    accelerometer_unit: AccelerometerUnit
-    gyroscope_unit: GyroscopeUnit
-    timestamp_ms: Samples
-    acc_x: Samples
-    acc_y: Samples
-    acc_z: Samples
-    gyro_x: Samples
-    gyro_y: Samples
-    gyro_z: Samples
-
-    @model_validator(mode="after")
-    def _equal_lengths(self) -> PredictRequest:
-        """Every channel has one value per timestamp."""
-        n = len(self.timestamp_ms)
-        unequal = [c for c in CHANNELS if len(getattr(self, c)) != n]
-        if unequal:
-            raise ValueError(
-                f"{', '.join(f'{c} has {len(getattr(self, c))}' for c in unequal)} values but "
-                f"timestamp_ms has {n}: every channel needs one value per timestamp"
-            )
-        return self
-
-    def table(self) -> pd.DataFrame:
-        """The unlabelled sample table the predictor takes (one recording, no id column)."""
-        return pd.DataFrame(
-            {TIMESTAMP_COLUMN: np.asarray(self.timestamp_ms, dtype=np.float64)}
-            | {c: np.asarray(getattr(self, c), dtype=np.float64) for c in CHANNELS},
-            copy=False,
-        )
-
-
-class BadRequestError(Exception):
-    """A request the API refuses; ``status`` and ``detail`` become the response."""
-
-    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.errors = errors
-
-
-class Metrics:
-    """Prometheus metrics of one app instance, in its own registry."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "har_http_requests",
-            "HTTP requests by endpoint and status code",
-            ["endpoint", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "har_http_request_duration_seconds",
-            "Request latency by endpoint",
-            ["endpoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.windows = Counter("har_windows_predicted", "Windows predicted", registry=self.registry)
-        self.predictions = Counter(
-            "har_predictions", "Predicted windows by activity", ["activity"], registry=self.registry
-        )
-        self.low_confidence = Counter(
-            "har_low_confidence_windows",
-            "Windows predicted below the low-confidence threshold",
-            registry=self.registry,
-        )
-
-    def observe_prediction(self, windows: pd.DataFrame) -> None:
-        """Counts windows, classes and low-confidence windows of one response."""
-        self.windows.inc(len(windows))
-        for activity, count in windows["activity"].value_counts().items():
-            self.predictions.labels(activity=str(activity)).inc(int(count))
-        self.low_confidence.inc(int(windows["low_confidence"].sum()))
-
-
-class RequestMetricsMiddleware:
-    """Counts requests by endpoint and status and times them (plain ASGI, no extra task)."""
-
-    # Starlette's BaseHTTPMiddleware (``@app.middleware``) runs each request in a task and
-    # pipes the response through a stream: ~1 ms a request, a tenth of a prediction.
-    def __init__(self, app: Any, metrics: Metrics):
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"
-        status = 500
-
-        async def send_with_status(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            self.metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
-            self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
-
-
-def _safe_loc(loc: tuple[Any, ...]) -> list[Any]:
-    # Extra keys are the client's strings: keep locations short.
-    return [part if isinstance(part, int) else str(part)[:MAX_LOC_CHARS] for part in loc]
-
-
-def _validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Locations and messages only: pydantic's ``input`` and ``ctx`` would echo the payload."""
-    return [{"loc": _safe_loc(tuple(e["loc"])), "msg": e["msg"]} for e in errors]
-
-
-def _error_response(status: int, detail: str, errors: list | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"detail": detail}
-    if errors is not None:
-        body["errors"] = errors[:MAX_REPORTED_ERRORS]
-        body["error_count"] = len(errors)
-    return JSONResponse(body, status_code=status)
+    def model_or_503(self) -> LoadedModel:
+        """The loaded model; a 503 while the lifespan is still loading it."""
+        if self.loaded is None:
+            raise BadRequestError(503, "No model loaded yet")
+        return self.loaded
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -209,25 +74,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise BadRequestError(413, f"Body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _parse(body: bytes) -> PredictRequest:
-    """The body parsed and validated against :class:`PredictRequest` in one pass."""
-    # pydantic's own JSON parser: ~0.2 ms for a 10-s request where json.loads alone takes ~1 ms.
-    # It reads NaN and Infinity literals as numbers, which FiniteNumber then refuses by location.
-    try:
-        return PredictRequest.model_validate_json(body)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        not_json = [e for e in errors if e["type"] == "json_invalid"]
-        if not_json:
-            problem = str(not_json[0]["msg"]).removeprefix("Invalid JSON: ")
-            raise BadRequestError(400, f"Body is not valid JSON: {problem}") from None
-        if len(errors) == 1 and errors[0]["type"] == "model_type" and not errors[0]["loc"]:
-            raise BadRequestError(422, "Body must be a JSON object") from None
-        raise BadRequestError(
-            422, "Request validation failed", _validation_errors(errors)
-        ) from None
 
 
 def _repairs(report: dict[str, Any]) -> list[str]:
@@ -259,6 +105,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def _response(
     request: PredictRequest, windows: pd.DataFrame, summary: pd.DataFrame, loaded: LoadedModel
 ) -> dict[str, Any]:
+    """The /predict response body: one entry per window, the summary, the model's source."""
     classes = loaded.predictor.contract["class_names"]
     # Column by column: selecting a column list costs ~0.4 ms of pandas bookkeeping.
     probabilities = np.column_stack([windows[f"p_{c}"].to_numpy(np.float64) for c in classes])
@@ -329,94 +176,99 @@ async def _predict(
     return result
 
 
+def _service(request: Request) -> Service:
+    """The :class:`Service` of the app that received ``request``."""
+    return request.app.state.service
+
+
+async def predict(request: Request) -> Response:
+    """Per-window activity, confidence, probabilities and the recording summary."""
+    service = _service(request)
+    loaded = service.model_or_503()
+    settings = service.settings
+    body = await _read_body(request, settings.max_body_bytes)
+    parsed = parse_request(body)
+    result = await _predict(parsed, loaded, service.limiter, settings.reject_repaired)
+    service.metrics.observe_prediction(result.windows)
+    # Serialised here: FastAPI's jsonable_encoder walks every value again (~0.5 ms).
+    payload = _response(parsed, result.windows, result.summary, loaded)
+    return Response(json.dumps(payload, allow_nan=False), media_type="application/json")
+
+
+async def health(request: Request) -> JSONResponse:
+    """Whether a model is loaded, and which (``pid``: which worker process answered)."""
+    loaded = _service(request).loaded
+    if loaded is None:
+        body = {"status": "loading", "model_loaded": False, "pid": os.getpid()}
+        return JSONResponse(body, status_code=503)
+    body = {"status": "ok", "model_loaded": True, "model": loaded.source, "pid": os.getpid()}
+    return JSONResponse(body)
+
+
+async def model(request: Request) -> dict[str, Any]:
+    """The model's preprocessing contract, parameters and evaluation metrics."""
+    loaded = _service(request).model_or_503()
+    config = loaded.predictor.config
+    return {
+        "model": loaded.source,
+        "contract": config["contract"],
+        "preprocessing": {k: config[k] for k in ("validation", "resampling", "windowing")},
+        "labels": config["labels"],
+        "prediction": config["prediction"],
+        "serving": config["serving"],
+        "metrics": loaded.metrics,
+    }
+
+
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus exposition of this instance's metrics."""
+    registry = _service(request).metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Loads the model (unless one was injected) before the first request."""
+    service: Service = app.state.service
+    if service.loaded is None:
+        service.loaded = await anyio.to_thread.run_sync(load_model, service.settings)
+    # TensorFlow, MLflow and pandas leave millions of long-lived objects: out of the
+    # collector's sight, the collections that requests trigger stop scanning them (they
+    # took ~1 ms of a request's ~10).
+    gc.collect()
+    gc.freeze()
+    yield
+
+
+def _add_routes(app: FastAPI) -> None:
+    """The four endpoints of :data:`ENDPOINTS`."""
+    app.add_api_route("/predict", predict, methods=["POST"])
+    app.add_api_route("/health", health, methods=["GET"])
+    app.add_api_route("/model", model, methods=["GET"])
+    app.add_api_route("/metrics", prometheus_metrics, methods=["GET"])
+
+
 def create_app(
     loaded: LoadedModel | None = None, settings: ServingSettings | None = None
 ) -> FastAPI:
     """The FastAPI app; ``loaded`` injects a model (tests), else the lifespan loads one."""
     settings = settings or ServingSettings.from_env()
-    metrics = Metrics()
-    state: dict[str, Any] = {"loaded": loaded}
     # One prediction at a time by default: TensorFlow already spreads one over the cores, and
     # parallel ones only fight over the GIL (measured: 24 vs 18 requests/s on 2 cores).
     limiter = anyio.CapacityLimiter(settings.predict_threads)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if state["loaded"] is None:
-            state["loaded"] = await anyio.to_thread.run_sync(load_model, settings)
-        # TensorFlow, MLflow and pandas leave millions of long-lived objects: out of the
-        # collector's sight, the collections that requests trigger stop scanning them (they
-        # took ~1 ms of a request's ~10).
-        gc.collect()
-        gc.freeze()
-        yield
-
+    service = Service(settings, Metrics(), limiter, loaded)
     app = FastAPI(
         title="har-mlops activity recognition",
         summary="Wearable IMU samples in, activity per window out",
-        lifespan=lifespan,
+        lifespan=_lifespan,
     )
-    app.state.metrics = metrics
+    app.state.service = service
+    app.state.metrics = service.metrics
     app.state.settings = settings
-
-    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI's default echoes the input, and fails (500) when it holds NaN.
-        return _error_response(422, "Request validation failed", _validation_errors(exc.errors()))
-
-    @app.exception_handler(BadRequestError)
-    async def bad_request_handler(_: Request, exc: BadRequestError) -> JSONResponse:
-        return _error_response(exc.status, exc.detail, exc.errors)
-
-    def model_or_503() -> LoadedModel:
-        if state["loaded"] is None:
-            raise BadRequestError(503, "No model loaded yet")
-        return state["loaded"]
-
-    @app.post("/predict")
-    async def predict(request: Request) -> Response:
-        """Per-window activity, confidence, probabilities and the recording summary."""
-        loaded = model_or_503()
-        body = await _read_body(request, settings.max_body_bytes)
-        parsed = _parse(body)
-        result = await _predict(parsed, loaded, limiter, settings.reject_repaired)
-        metrics.observe_prediction(result.windows)
-        # Serialised here: FastAPI's jsonable_encoder walks every value again (~0.5 ms).
-        payload = _response(parsed, result.windows, result.summary, loaded)
-        return Response(json.dumps(payload, allow_nan=False), media_type="application/json")
-
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        """Whether a model is loaded, and which (``pid``: which worker process answered)."""
-        loaded = state["loaded"]
-        if loaded is None:
-            body = {"status": "loading", "model_loaded": False, "pid": os.getpid()}
-            return JSONResponse(body, status_code=503)
-        body = {"status": "ok", "model_loaded": True, "model": loaded.source, "pid": os.getpid()}
-        return JSONResponse(body)
-
-    @app.get("/model")
-    async def model() -> dict[str, Any]:
-        """The model's preprocessing contract, parameters and evaluation metrics."""
-        loaded = model_or_503()
-        config = loaded.predictor.config
-        return {
-            "model": loaded.source,
-            "contract": config["contract"],
-            "preprocessing": {k: config[k] for k in ("validation", "resampling", "windowing")},
-            "labels": config["labels"],
-            "prediction": config["prediction"],
-            "serving": config["serving"],
-            "metrics": loaded.metrics,
-        }
-
-    @app.get("/metrics")
-    async def prometheus_metrics() -> Response:
-        """Prometheus exposition of this instance's metrics."""
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
+    app.add_middleware(RequestMetricsMiddleware, metrics=service.metrics, endpoints=ENDPOINTS)
+    app.add_exception_handler(RequestValidationError, request_validation_handler)
+    app.add_exception_handler(BadRequestError, bad_request_handler)
+    _add_routes(app)
     return app
 
 
