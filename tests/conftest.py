@@ -1,12 +1,20 @@
-"""Shared fixtures: default parameters, wearable-export writers, a throw-away project copy."""
+"""Shared fixtures: default parameters, wearable-export writers, a throw-away project copy.
+
+Every test and every test module runs inside :func:`isolated_process_state`, so that what a
+Kedro session, kedro-mlflow or a test leaves in the process (``MLFLOW_*``/``HAR_*`` variables,
+MLflow's tracking/registry URI, experiment and active runs, TensorFlow op determinism) cannot
+change the results of the tests that run after it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +31,101 @@ HAPT_ZIP = PROJECT_ROOT / "data" / "01_raw" / "hapt_rawdata.zip"
 EPOCH_MS = 1_700_000_000_000
 
 Frame = pd.DataFrame | str | None
+
+
+# --------------------------------------------------------------------------- process state
+
+ENV_PREFIXES = ("MLFLOW_", "HAR_")
+
+
+def _mlflow_state() -> dict[str, Any] | None:
+    """MLflow's process-wide URIs, experiment and active runs (None: mlflow not imported)."""
+    if "mlflow" not in sys.modules:
+        return None
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+    from mlflow.tracking import fluent
+
+    return {
+        "tracking_uri": tracking_utils._tracking_uri,
+        "registry_uri": registry_utils._registry_uri,
+        "experiment_id": fluent._active_experiment_id,
+        "run_ids": {run.info.run_id for run in fluent._active_run_stack.get()},
+    }
+
+
+def _restore_mlflow(saved: dict[str, Any] | None) -> None:
+    if "mlflow" not in sys.modules:
+        return
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+    from mlflow.tracking import fluent
+
+    saved = saved or {"tracking_uri": None, "registry_uri": None, "experiment_id": None}
+    kept = saved.get("run_ids", set())
+    stack = fluent._active_run_stack.get()
+    # End the runs this scope started (kedro-mlflow may leave one open, even twice on the
+    # stack), while the tracking URI still points at their store.
+    for _ in range(len(stack)):
+        if not stack or stack[-1].info.run_id in kept:
+            break
+        try:
+            fluent.end_run()
+        except Exception:  # its store is gone: forget the run
+            if stack:
+                stack.pop()
+    tracking_utils._tracking_uri = saved["tracking_uri"]
+    registry_utils._registry_uri = saved["registry_uri"]
+    fluent._active_experiment_id = saved["experiment_id"]
+
+
+def _op_determinism() -> bool:
+    """Whether TensorFlow's op determinism is on (False while TensorFlow is not imported)."""
+    if "tensorflow" not in sys.modules:
+        return False
+    from tensorflow.python.framework import config as tf_config
+
+    return bool(tf_config.is_op_determinism_enabled())
+
+
+def _restore_op_determinism(enabled: bool) -> None:
+    # There is no public "disable": a test that trains with deterministic_ops should do it
+    # in a subprocess; this only stops one that does not from changing later tests.
+    if "tensorflow" not in sys.modules or _op_determinism() == enabled:
+        return
+    from tensorflow.python.framework import config as tf_config
+
+    (tf_config.enable_op_determinism if enabled else tf_config.disable_op_determinism)()
+
+
+@contextlib.contextmanager
+def isolated_process_state() -> Iterator[None]:
+    """Restores ``MLFLOW_*``/``HAR_*`` variables, MLflow's globals and op determinism on exit."""
+    environment = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
+    mlflow_state = _mlflow_state()
+    determinism = _op_determinism()
+    try:
+        yield
+    finally:
+        _restore_mlflow(mlflow_state)
+        _restore_op_determinism(determinism)
+        for name in [k for k in os.environ if k.startswith(ENV_PREFIXES)]:
+            if name not in environment:
+                del os.environ[name]
+        os.environ.update(environment)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _isolated_module():
+    """Module-scoped fixtures (a training run, a logged model) are undone with their module."""
+    with isolated_process_state():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_test():
+    with isolated_process_state():
+        yield
 
 
 # --------------------------------------------------------------------------- parameters
@@ -185,14 +288,18 @@ def make_project_copy(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PYTHONPATH", "")
     monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
     # kedro-mlflow leaves the experiment of an earlier session in the environment; it does
-    # not exist in a fresh copy's store.
+    # not exist in a fresh copy's store. ``delenv`` of an absent variable records nothing, so
+    # a value the session sets later would outlive the copy: ``setenv`` first records it
+    # (absent or not), and undoing both restores exactly what was there.
     for name in (
         "MLFLOW_TRACKING_URI",
         "MLFLOW_REGISTRY_URI",
         "MLFLOW_EXPERIMENT_ID",
         "MLFLOW_EXPERIMENT_NAME",
+        "MLFLOW_RUN_ID",
     ):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
     monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
     # kedro-mlflow 2.0.3 re-opens the pipeline's run before every node (start_run with the

@@ -18,13 +18,20 @@ SAMPLE_SECONDS = 60
 SI_UNITS = {"accelerometer_unit": "m/s^2", "gyroscope_unit": "rad/s"}
 
 
+# The committed parameters only: the service's default environment is ``local``, which is
+# untracked, so a developer's conf/local would otherwise change what the tests see.
+CONF_SOURCE = str(PROJECT_ROOT / "conf")
+CONF_ENV = "base"
+
+
 @pytest.fixture(scope="session")
 def settings() -> ServingSettings:
-    """Settings reading the project's conf/ for the shipped bundle's parameters."""
+    """Settings reading the project's conf/base for the shipped bundle's parameters."""
     return ServingSettings(
         model_uri=None,
         model_path=str(PRETRAINED),
-        conf_source=str(PROJECT_ROOT / "conf"),
+        conf_source=CONF_SOURCE,
+        conf_env=CONF_ENV,
     )
 
 

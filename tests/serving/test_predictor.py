@@ -8,7 +8,7 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from har_mlops.contract import scale_signals
+from har_mlops.contract import CHANNELS, scale_signals
 from har_mlops.forward import CompiledForward, power_of_two_buckets
 from har_mlops.pipelines.inference import create_pipeline
 from har_mlops.pipelines.inference.nodes import predict_activities, window_table
@@ -23,11 +23,34 @@ def test_buckets_are_powers_of_two_up_to_the_largest():
         power_of_two_buckets(0, 8)
 
 
+SMALL_BUCKETS = [1, 2, 4, 8, 16]
+
+
+class _CountingModel:
+    """The Keras model behind a call counter.
+
+    Inside a ``tf.function`` the Python body of the model call runs only while tracing, so
+    ``calls`` counts traces of *any* function built around it (eager calls count too), not
+    only those of the one ``CompiledForward.tracing_count`` reads.
+    """
+
+    def __init__(self, model):
+        self._model = model
+        self.output_shape = model.output_shape
+        self.calls = 0
+
+    def __call__(self, x, training=False):
+        self.calls += 1
+        return self._model(x, training=training)
+
+
 @pytest.fixture(scope="module", params=[False, True], ids=["graph", "xla"])
 def small_forward(request, loaded) -> CompiledForward:
     """Buckets up to 16, as a graph function and XLA-compiled (the served default)."""
-    model = loaded.predictor.model
-    return CompiledForward(model, 128, 6, [1, 2, 4, 8, 16], jit_compile=request.param)
+    counting = _CountingModel(loaded.predictor.model)
+    forward = CompiledForward(counting, 128, 6, SMALL_BUCKETS, jit_compile=request.param)
+    forward.counting_model = counting
+    return forward
 
 
 @pytest.mark.parametrize("n", [1, 3, 8, 13, 40])
@@ -41,12 +64,33 @@ def test_compiled_forward_equals_keras(loaded, small_forward, n):
     )
 
 
-def test_compiled_forward_never_retraces(loaded):
+# Every bucket size, sizes between buckets, and sizes above the largest bucket (split).
+NEW_BATCH_SIZES = (1, 3, 5, 7, 11, *SMALL_BUCKETS, 17, 31, 33, 40)
+
+
+def test_compiled_forward_never_retraces(small_forward):
+    forward = small_forward
+    # One trace per bucket, all at construction (other tests of this module may have called
+    # the forward already: the counts must not depend on that).
+    assert forward.tracing_count() == len(SMALL_BUCKETS)
+    assert forward.counting_model.calls == len(SMALL_BUCKETS)
+    windows = np.random.default_rng(0).normal(size=(40, 128, 6)).astype(np.float32)
+    for n in NEW_BATCH_SIZES:
+        assert forward(windows[:n]).shape == (n, 6)
+    scaler = {"channels": list(CHANNELS), "mean": [0.0] * 6, "std": [1.0] * 6}
+    assert forward.predict_signals(windows[:37], scaler).shape == (37, 6)
+    assert forward(windows[:0]).shape == (0, 6)
+    assert forward.tracing_count() == len(SMALL_BUCKETS)
+    assert forward.counting_model.calls == len(SMALL_BUCKETS)
+
+
+def test_served_forward_is_traced_once_per_bucket(loaded):
     forward = loaded.predictor.forward
-    before = dict(forward._functions)
-    for n in (1, 5, 77, 600):
-        forward(np.zeros((n, 128, 6), np.float32))
-    assert forward._functions == before
+    assert forward.tracing_count() == len(forward.buckets) > 1
+    largest = forward.buckets[-1]
+    for n in (1, 3, 77, forward.buckets[1], largest, largest + 1):
+        assert forward(np.zeros((n, 128, 6), np.float32)).shape == (n, 6)
+    assert forward.tracing_count() == len(forward.buckets)
     assert forward(np.zeros((0, 128, 6), np.float32)).shape == (0, 6)
 
 

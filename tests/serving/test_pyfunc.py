@@ -13,7 +13,7 @@ from har_mlops.datasets import ModelBundleDataset
 from har_mlops.serving.loading import ServingSettings, load_model
 from har_mlops.serving.pyfunc import log_activity_model
 from tests.conftest import make_project_copy
-from tests.serving.conftest import PRETRAINED
+from tests.serving.conftest import CONF_ENV, CONF_SOURCE, PRETRAINED
 
 MODEL_NAME = "har_cnn_bilstm_pyfunc_test"
 
@@ -96,7 +96,10 @@ def test_registry_bundle_reads_the_keras_model_from_the_pyfunc(logged, loaded):
 
 def test_service_loads_the_registered_version(logged):
     settings = ServingSettings(
-        model_uri=f"models:/{MODEL_NAME}@challenger", tracking_uri=logged["uri"]
+        model_uri=f"models:/{MODEL_NAME}@challenger",
+        tracking_uri=logged["uri"],
+        conf_source=CONF_SOURCE,
+        conf_env=CONF_ENV,
     )
     served = load_model(settings)
     assert served.source["kind"] == "registry"
@@ -110,7 +113,8 @@ def test_service_falls_back_to_the_local_bundle_without_champion(logged, caplog,
         model_uri=f"models:/{MODEL_NAME}@champion",
         tracking_uri=logged["uri"],
         fallback_paths=(str(tmp_path / "nothing"), str(PRETRAINED)),
-        conf_source=str(PRETRAINED.parents[2] / "conf"),
+        conf_source=CONF_SOURCE,
+        conf_env=CONF_ENV,
     )
     with caplog.at_level(logging.WARNING, logger="har_mlops.serving.loading"):
         served = load_model(settings)

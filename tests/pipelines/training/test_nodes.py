@@ -77,10 +77,32 @@ def test_contract_carries_preprocessing():
 
 
 def test_compare_models_and_confusion_figure():
-    report = classification_metrics(np.array([0, 1, 2]), np.array([0, 1, 1]), CLASSES)
-    report["throughput_windows_per_s"] = 10.0
-    metrics = compare_models(report, report)
-    assert metrics["network_accuracy"] == {"value": pytest.approx(2 / 3), "step": 0}
-    assert metrics["baseline_f1_A"]["value"] == 1.0
-    figure = plot_confusion_matrix(report)
+    y_true = np.array([0, 0, 1, 2])
+    network = classification_metrics(y_true, np.array([0, 0, 1, 1]), CLASSES)
+    network["throughput_windows_per_s"] = 10.0
+    baseline = classification_metrics(y_true, np.array([0, 0, 0, 0]), CLASSES)
+    baseline["throughput_windows_per_s"] = 250.0
+    metrics = compare_models(network, baseline)
+    # network: A p=1 r=1 f1=1; B p=1/2 r=1 f1=2/3; C f1=0 (supports 2, 1, 1)
+    # baseline (always A): A p=1/2 r=1 f1=2/3; B, C f1=0
+    expected = {
+        "network_accuracy": 3 / 4,
+        "network_macro_f1": (1 + 2 / 3) / 3,
+        "network_weighted_f1": (2 * 1 + 2 / 3) / 4,
+        "network_throughput_windows_per_s": 10.0,
+        "network_f1_A": 1.0,
+        "network_f1_B": 2 / 3,
+        "network_f1_C": 0.0,
+        "baseline_accuracy": 1 / 2,
+        "baseline_macro_f1": (2 / 3) / 3,
+        "baseline_weighted_f1": (2 * 2 / 3) / 4,
+        "baseline_throughput_windows_per_s": 250.0,
+        "baseline_f1_A": 2 / 3,
+        "baseline_f1_B": 0.0,
+        "baseline_f1_C": 0.0,
+    }
+    assert metrics == {k: {"value": pytest.approx(v), "step": 0} for k, v in expected.items()}
+    figure = plot_confusion_matrix(network)
     assert figure.data[0].z.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 0]]
+    assert figure.data[0].text.tolist() == [[2, 0, 0], [0, 1, 0], [0, 1, 0]]
+    assert "macro-F1 0.556" in figure.layout.title.text
