@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
 CALIBRATION_TEST_SUBJECTS = ["2", "4", "9", "10"]
@@ -31,9 +30,16 @@ CLEAN_SUBJECTS = ["12", "13", "18", "20", "24"]
 DAY_WINDOWS = 67_500  # 24 h of 128-sample windows with a 64-sample hop at 50 Hz
 
 
+def _all_params() -> dict[str, Any]:
+    """Every parameter group of conf/base, as `kedro run` resolves them."""
+    from har_mlops.config import project_parameters
+
+    return project_parameters(PROJECT / "conf", env="base")
+
+
 def _params(name: str) -> dict[str, Any]:
-    with (PROJECT / "conf" / "base" / f"parameters_{name}.yml").open() as handle:
-        return yaml.safe_load(handle)
+    """One parameter group of conf/base."""
+    return _all_params()[name]
 
 
 def _take(windows: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
@@ -54,16 +60,29 @@ def _report_for(windows: dict[str, np.ndarray], rate_hz: float = 50.0) -> dict[s
 class Monitor:
     """The monitoring nodes in pipeline order, with the real model's predictions."""
 
-    def __init__(self, bundle: dict[str, Any], profile: dict[str, Any], params: dict[str, Any]):
+    def __init__(
+        self,
+        bundle: dict[str, Any],
+        profile: dict[str, Any],
+        params: dict[str, Any],
+        prediction: dict[str, Any],
+    ):
         self.bundle, self.profile, self.params = bundle, profile, params
+        self.prediction = prediction
         self.timings: dict[str, float] = {}
 
     def predictions(self, windows: dict[str, np.ndarray]) -> pd.DataFrame:
-        from har_mlops.pipelines.training.nodes import predict_probabilities
+        from har_mlops.contract import contract_scaler
+        from har_mlops.forward import predict_probabilities
 
         contract = self.bundle["contract"]
-        scaler = {"channels": contract["channels"], **contract["scaler"]}
-        probabilities = predict_probabilities(self.bundle["model"], windows["signals"], scaler)
+        probabilities = predict_probabilities(
+            self.bundle["model"],
+            windows["signals"],
+            contract_scaler(contract),
+            self.prediction["batch_size"],
+            jit_compile=self.prediction["jit_compile"],
+        )
         return pd.DataFrame(
             {
                 "recording_id": windows["recording_id"],
@@ -200,8 +219,8 @@ def main() -> None:
         f"$ python benchmarks/monitoring.py --windows-dir {args.windows_dir} "
         f"--windows {args.windows} --subsets {args.subsets} --seed {args.seed}"
     )
-    params = _params("monitoring")["monitoring"]
-    prediction = _params("inference")["inference"]["prediction"]
+    params = _params("monitoring")
+    prediction = _params("inference")["prediction"]
     windows = {
         s: NpzDataset(str(args.windows_dir / f"{args.windows}_{s}.npz")).load()
         for s in ("train", "validation", "test")
@@ -213,7 +232,7 @@ def main() -> None:
 
     started = time.perf_counter()
     reference_predictions = predict_reference_windows(
-        bundle, windows["train"], windows["validation"], calibration_test
+        bundle, windows["train"], windows["validation"], calibration_test, prediction
     )
     features = compute_reference_features(
         windows["train"], windows["validation"], calibration_test, reference_predictions, params
@@ -239,7 +258,7 @@ def main() -> None:
             f"{limits['median_wasserstein_threshold']:.2f} sd, JS limit {limits['js_distance']:.3f}"
         )
 
-    monitor = Monitor(bundle, profile, params)
+    monitor = Monitor(bundle, profile, params, prediction)
     rng = np.random.default_rng(args.seed)
     false_alarms(monitor, clean_pool, args.subsets, rng)
     detection(monitor, clean_pool, rng)
@@ -279,7 +298,7 @@ def detection(monitor: Monitor, clean_pool, rng: np.random.Generator) -> None:
     """Prints verdict and top reason of each corruption of the clean batch."""
     print("\n2. Detection (all recordings of the unseen test subjects, corrupted)")
     print(f"  {'corruption':<32} {'windows':>7}  {'verdict':<8} top reason")
-    for name, (data, report) in _corruptions(clean_pool, rng, _params("data_processing")).items():
+    for name, (data, report) in _corruptions(clean_pool, rng, _all_params()).items():
         result = monitor.run(data, report if report is not None else _report_for(data))
         print(f"  {name:<32} {len(data['label']):>7}  {result['verdict']:<8} {_top(result)}")
 

@@ -117,13 +117,6 @@ class Prediction(ParameterGroup):
     jit_compile: bool = True
 
 
-class Inference(ParameterGroup):
-    """The inference pipeline's own group: its recordings' units and prediction settings."""
-
-    raw_source: RawSource
-    prediction: Prediction
-
-
 class Serving(ParameterGroup):
     """The served model: default request units and the compiled batch buckets."""
 
@@ -163,7 +156,7 @@ class PredictorConfig(ParameterGroup):
         resampling: Mapping[str, Any],
         windowing: Mapping[str, Any],
         labels: Mapping[str, Any],
-        inference: Mapping[str, Any],
+        prediction: Mapping[str, Any],
         serving: Mapping[str, Any],
     ) -> PredictorConfig:
         """From the parameter groups the inference pipeline and the service read."""
@@ -172,7 +165,7 @@ class PredictorConfig(ParameterGroup):
             "resampling": resampling,
             "windowing": windowing,
             "labels": labels,
-            "prediction": inference["prediction"],
+            "prediction": prediction,
             "serving": serving,
         }
         return cls.model_validate(

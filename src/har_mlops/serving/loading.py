@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from har_mlops import config
 from har_mlops.model_io import is_bundle_folder, load_bundle_folder, load_logged_model
 from har_mlops.parameters import PredictorConfig
 
@@ -75,27 +76,16 @@ class LoadedModel:
     metrics: dict[str, Any]
 
 
-def _config_loader(conf_source: str, conf_env: str) -> Any:
-    """The project's configuration (base + ``conf_env``), as ``kedro run`` reads it."""
-    from kedro.config import OmegaConfigLoader
-
-    from har_mlops.settings import CONFIG_LOADER_ARGS
-
-    return OmegaConfigLoader(
-        conf_source=conf_source, **{**CONFIG_LOADER_ARGS, "default_run_env": conf_env}
-    )
-
-
 def project_parameters(conf_source: str, conf_env: str) -> dict[str, Any]:
     """The Kedro parameters (base + ``conf_env``), as the inference pipeline reads them."""
-    return dict(_config_loader(conf_source, conf_env)["parameters"])
+    return config.project_parameters(conf_source, conf_env)
 
 
 def fallback_folders(settings: ServingSettings) -> list[str]:
     """Where to look for a local bundle: the settings' paths, else the project's model folders."""
     if settings.fallback_paths is not None:
         return list(settings.fallback_paths)
-    return list(_config_loader(settings.conf_source, settings.conf_env)["globals"]["model_folders"])
+    return list(config.project_globals(settings.conf_source, settings.conf_env)["model_folders"])
 
 
 def config_from_parameters(contract: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +96,7 @@ def config_from_parameters(contract: dict[str, Any], params: dict[str, Any]) -> 
         params["resampling"],
         params["windowing"],
         params["labels"],
-        params["inference"],
+        params["inference"]["prediction"],
         params["serving"],
     ).to_dict()
 

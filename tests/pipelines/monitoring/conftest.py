@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from har_mlops.config import project_parameters
 from har_mlops.contract import class_names
 from har_mlops.datasets import HaptZipDataset
 from har_mlops.pipelines.data_processing.nodes import (
@@ -37,8 +38,11 @@ CURRENT_SUBJECTS = [2, 4, 9, 10, 12, 13]  # UCI's test subjects: unseen by the r
 
 
 def _parameters(name: str) -> dict[str, Any]:
+    """The groups of conf/base/parameters_<name>.yml, interpolations resolved as in a run."""
     with (PROJECT_ROOT / "conf" / "base" / f"parameters_{name}.yml").open() as handle:
-        return yaml.safe_load(handle)
+        groups = yaml.safe_load(handle)
+    resolved = project_parameters(PROJECT_ROOT / "conf", env="base")
+    return {group: resolved[group] for group in groups}
 
 
 @pytest.fixture(scope="session")

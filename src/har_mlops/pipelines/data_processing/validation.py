@@ -71,6 +71,85 @@ def _structural_problem(frame: pd.DataFrame | None, read_error: str | None) -> s
     return None
 
 
+def _drop_bad_rows(
+    columns: dict[str, np.ndarray],
+    file: str,
+    limit: float,
+    max_bad_row_fraction: float,
+    stats: dict[str, Any],
+) -> tuple[dict[str, np.ndarray] | None, list[dict[str, Any]]]:
+    """Drops NaN, non-numeric and out-of-range rows; None (rejected) if there are too many."""
+    rows = len(columns["timestamp"])
+    finite = np.logical_and.reduce([np.isfinite(v) for v in columns.values()])
+    in_range = np.logical_and.reduce([np.abs(columns[c]) <= limit for c in SENSOR_COLUMNS[1:]])
+    in_range |= ~finite
+    bad_counts = {
+        "NaN or non-numeric values": int((~finite).sum()),
+        f"values beyond the plausible sensor range (|v| > {limit:g} in declared units)": int(
+            (~in_range).sum()
+        ),
+    }
+    stats["non_numeric_rows"] = bad_counts["NaN or non-numeric values"]
+    stats["out_of_range_rows"] = int((~in_range).sum())
+    keep = finite & in_range
+    n_bad = rows - int(keep.sum())
+    if n_bad > max_bad_row_fraction * rows:
+        problem = (
+            f"{n_bad} of {rows} rows unusable "
+            f"({', '.join(f'{n} {k}' for k, n in bad_counts.items() if n)}), "
+            f"more than max_bad_row_fraction={max_bad_row_fraction}"
+        )
+        return None, [_problem(file, problem, n_bad, "rejected")]
+    problems = [
+        _problem(file, f"rows with {kind} dropped", count, "repaired")
+        for kind, count in bad_counts.items()
+        if count
+    ]
+    return (_take_rows(columns, keep) if n_bad else columns), problems
+
+
+def _order_timestamps(
+    columns: dict[str, np.ndarray], file: str, stats: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """Sorts timestamps out of order and drops duplicated ones (the first is kept)."""
+    problems = []
+    unsorted = int((np.diff(columns["timestamp"]) < 0).sum())
+    stats["unsorted_timestamps"] = unsorted
+    if unsorted:
+        columns = _take_rows(columns, np.argsort(columns["timestamp"], kind="stable"))
+        problems.append(_problem(file, "timestamps out of order, sorted", unsorted, "repaired"))
+    # Sorted by now, so a duplicate equals its predecessor (hashing 4M floats is 10x slower).
+    duplicated = np.r_[False, np.diff(columns["timestamp"]) == 0]
+    stats["duplicated_timestamps"] = int(duplicated.sum())
+    if duplicated.any():
+        columns = _take_rows(columns, ~duplicated)
+        problems.append(
+            _problem(file, "duplicated timestamps, first kept", int(duplicated.sum()), "repaired")
+        )
+    return columns, problems
+
+
+def _timing_problems(
+    timestamps: np.ndarray, file: str, max_gap_ms: float, stats: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A stream too sparse to interpolate (rejected), or its gaps (split there)."""
+    stream_stats, median_interval = _stream_stats(timestamps, max_gap_ms)
+    stats.update(stream_stats)
+    if median_interval > max_gap_ms:
+        problem = (
+            f"too sparse: median sample interval {median_interval:g} ms exceeds "
+            f"max_gap_ms={max_gap_ms:g}, so nothing could be interpolated"
+        )
+        return [_problem(file, problem, len(timestamps), "rejected")]
+    if stats["gaps"]:
+        problem = (
+            f"{stats['gaps']} gap(s) longer than {max_gap_ms:g} ms "
+            f"(longest {stats['longest_gap_s']} s), not interpolated across"
+        )
+        return [_problem(file, problem, 0, "split")]
+    return []
+
+
 def _validate_stream(
     frame: pd.DataFrame | None,
     file: str,
@@ -87,75 +166,23 @@ def _validate_stream(
     if unusable is not None:
         rows = 0 if frame is None or frame.shape[1] == 0 else len(frame)
         return None, stats, [_problem(file, unusable, rows, "rejected")]
-    rows = len(frame)
-
-    problems: list[dict[str, Any]] = []
     # Column arrays until the end: a request-sized stream would otherwise spend more time in
     # DataFrame bookkeeping than in the checks themselves.
-    columns = _numeric(frame, SENSOR_COLUMNS)
-    finite = np.logical_and.reduce([np.isfinite(v) for v in columns.values()])
-    in_range = np.logical_and.reduce([np.abs(columns[c]) <= limit for c in SENSOR_COLUMNS[1:]])
-    in_range |= ~finite
-    bad_counts = {
-        "NaN or non-numeric values": int((~finite).sum()),
-        f"values beyond the plausible sensor range (|v| > {limit:g} in declared units)": int(
-            (~in_range).sum()
-        ),
-    }
-    stats["non_numeric_rows"] = bad_counts["NaN or non-numeric values"]
-    stats["out_of_range_rows"] = int((~in_range).sum())
-    keep = finite & in_range
-    n_bad = rows - int(keep.sum())
-    if n_bad > validation["max_bad_row_fraction"] * rows:
-        problem = (
-            f"{n_bad} of {rows} rows unusable "
-            f"({', '.join(f'{n} {k}' for k, n in bad_counts.items() if n)}), "
-            f"more than max_bad_row_fraction={validation['max_bad_row_fraction']}"
-        )
-        return None, stats, [_problem(file, problem, n_bad, "rejected")]
-    for kind, count in bad_counts.items():
-        if count:
-            problems.append(_problem(file, f"rows with {kind} dropped", count, "repaired"))
-    if n_bad:
-        columns = _take_rows(columns, keep)
-
-    unsorted = int((np.diff(columns["timestamp"]) < 0).sum())
-    stats["unsorted_timestamps"] = unsorted
-    if unsorted:
-        columns = _take_rows(columns, np.argsort(columns["timestamp"], kind="stable"))
-        problems.append(_problem(file, "timestamps out of order, sorted", unsorted, "repaired"))
-    # Sorted by now, so a duplicate equals its predecessor (hashing 4M floats is 10x slower).
-    duplicated = np.r_[False, np.diff(columns["timestamp"]) == 0]
-    stats["duplicated_timestamps"] = int(duplicated.sum())
-    if duplicated.any():
-        columns = _take_rows(columns, ~duplicated)
-        problems.append(
-            _problem(file, "duplicated timestamps, first kept", int(duplicated.sum()), "repaired")
-        )
+    columns, problems = _drop_bad_rows(
+        _numeric(frame, SENSOR_COLUMNS), file, limit, validation["max_bad_row_fraction"], stats
+    )
+    if columns is None:
+        return None, stats, problems
+    columns, reordered = _order_timestamps(columns, file, stats)
+    problems += reordered
     if len(columns["timestamp"]) < 2:
-        problems.append(_problem(file, "fewer than 2 usable rows", rows, "rejected"))
+        problems.append(_problem(file, "fewer than 2 usable rows", len(frame), "rejected"))
         return None, stats, problems
-    values = pd.DataFrame(columns, copy=False)
-    stream_stats, median_interval = _stream_stats(columns["timestamp"], max_gap_ms)
-    stats.update(stream_stats)
-    if median_interval > max_gap_ms:
-        problem = (
-            f"too sparse: median sample interval {median_interval:g} ms exceeds "
-            f"max_gap_ms={max_gap_ms:g}, so nothing could be interpolated"
-        )
-        problems.append(_problem(file, problem, len(values), "rejected"))
+    timing = _timing_problems(columns["timestamp"], file, max_gap_ms, stats)
+    problems += timing
+    if any(p["action"] == "rejected" for p in timing):
         return None, stats, problems
-    if stats["gaps"]:
-        problems.append(
-            _problem(
-                file,
-                f"{stats['gaps']} gap(s) longer than {max_gap_ms:g} ms "
-                f"(longest {stats['longest_gap_s']} s), not interpolated across",
-                0,
-                "split",
-            )
-        )
-    return values, stats, problems
+    return pd.DataFrame(columns, copy=False), stats, problems
 
 
 def _validate_labels(
@@ -257,6 +284,53 @@ def _validate_recording(
     return (clean if usable else None), entry
 
 
+def _raw_limits(raw_source: RawSource, validation: Validation) -> dict[str, float]:
+    """The sensor limits in the recordings' own units."""
+    return {
+        "accelerometer": validation["accelerometer_limit_ms2"]
+        / unit_factor("accelerometer", raw_source["accelerometer_unit"]),
+        "gyroscope": validation["gyroscope_limit_rads"]
+        / unit_factor("gyroscope", raw_source["gyroscope_unit"]),
+    }
+
+
+def _rejections(entries: list[dict[str, Any]], indent: str = "") -> list[str]:
+    """One ``file: problem`` line per problem that rejected a recording."""
+    return [
+        f"{indent}{p['file']}: {p['problem']}"
+        for e in entries
+        for p in e["problems"]
+        if p["action"] == "rejected"
+    ]
+
+
+def _report(entries: list[dict[str, Any]], accepted: int, raw_source: RawSource) -> dict[str, Any]:
+    """The validation report: a summary, then one entry per recording."""
+    repaired = sum(
+        p["rows_affected"] for e in entries for p in e["problems"] if p["action"] == "repaired"
+    )
+    logger.info(
+        "Validation: %d recordings, %d accepted, %d rejected, %d rows repaired or dropped",
+        len(entries),
+        accepted,
+        len(entries) - accepted,
+        repaired,
+    )
+    return {
+        "summary": {
+            "recordings": len(entries),
+            "accepted": accepted,
+            "rejected": len(entries) - accepted,
+            "rows_repaired_or_dropped": int(repaired),
+            "units": {
+                "accelerometer": raw_source["accelerometer_unit"],
+                "gyroscope": raw_source["gyroscope_unit"],
+            },
+        },
+        "recordings": entries,
+    }
+
+
 def validate_recordings(
     raw_recordings: dict[str, dict[str, Any]],
     raw_source: RawSource,
@@ -265,12 +339,7 @@ def validate_recordings(
     windowing: Windowing,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Validates and repairs raw recordings; returns the usable ones and a validation report."""
-    limits = {
-        "accelerometer": validation["accelerometer_limit_ms2"]
-        / unit_factor("accelerometer", raw_source["accelerometer_unit"]),
-        "gyroscope": validation["gyroscope_limit_rads"]
-        / unit_factor("gyroscope", raw_source["gyroscope_unit"]),
-    }
+    limits = _raw_limits(raw_source, validation)
     # One window of N samples spans N - 1 sample periods.
     min_duration_s = (windowing["window_size"] - 1) / resampling["target_rate_hz"]
     valid: dict[str, dict[str, Any]] = {}
@@ -288,44 +357,11 @@ def validate_recordings(
         if clean is not None:
             valid[rec_id] = clean
         else:
-            reasons = "; ".join(
-                f"{p['file']}: {p['problem']}"
-                for p in entry["problems"]
-                if p["action"] == "rejected"
-            )
-            logger.warning("Recording %s left out: %s", rec_id, reasons)
-    repaired = sum(
-        p["rows_affected"] for e in entries for p in e["problems"] if p["action"] == "repaired"
-    )
-    report = {
-        "summary": {
-            "recordings": len(entries),
-            "accepted": len(valid),
-            "rejected": len(entries) - len(valid),
-            "rows_repaired_or_dropped": int(repaired),
-            "units": {
-                "accelerometer": raw_source["accelerometer_unit"],
-                "gyroscope": raw_source["gyroscope_unit"],
-            },
-        },
-        "recordings": entries,
-    }
-    logger.info(
-        "Validation: %d recordings, %d accepted, %d rejected, %d rows repaired or dropped",
-        len(entries),
-        len(valid),
-        len(entries) - len(valid),
-        repaired,
-    )
+            logger.warning("Recording %s left out: %s", rec_id, "; ".join(_rejections([entry])))
+    report = _report(entries, len(valid), raw_source)
     if not valid:
-        lines = [
-            f"  {p['file']}: {p['problem']}"
-            for e in entries
-            for p in e["problems"]
-            if p["action"] == "rejected"
-        ]
         raise NoValidRecordingsError(
             f"No valid recording remains out of {len(entries)}:\n"
-            + "\n".join(lines or ["  (none found)"])
+            + "\n".join(_rejections(entries, "  ") or ["  (none found)"])
         )
     return valid, report

@@ -13,6 +13,7 @@ from har_mlops.contract import CHANNELS
 from har_mlops.features import window_features
 
 from .drift import METRICS, prediction_deltas, prediction_summary
+from .parameters import Monitoring
 from .quality import gravity_check, quarantine_reasons, recording_gates, window_gates
 from .reference import to_builtin
 from .scoring import feature_scores
@@ -82,7 +83,7 @@ def _recording_summaries(
 def check_quality(
     windows: dict[str, np.ndarray],
     validation_report: dict[str, Any],
-    monitoring: dict[str, Any],
+    monitoring: Monitoring,
 ) -> dict[str, Any]:
     """Runs the sensor-fault gates first: one quarantine reason per window (``""`` = passed)."""
     quality = monitoring["quality"]
@@ -135,7 +136,7 @@ def compute_window_features(
     window_predictions: pd.DataFrame,
     quality: dict[str, Any],
     reference_profile: dict[str, Any],
-    monitoring: dict[str, Any],
+    monitoring: Monitoring,
 ) -> dict[str, np.ndarray]:
     """Predictions of every window, and features of a seeded sample of the gate-passing ones."""
     # At most max_windows_per_activity windows per predicted activity: the thresholds are
@@ -269,7 +270,7 @@ def measure_data_drift(
     current_features: dict[str, np.ndarray],
     quality: dict[str, Any],
     reference_profile: dict[str, Any],
-    monitoring: dict[str, Any],
+    monitoring: Monitoring,
 ) -> dict[str, Any]:
     """Per-feature drift within each predicted activity, on windows that passed the gates."""
     passed = int((quality["reasons"] == "").sum())

@@ -17,6 +17,7 @@ import numpy as np
 from har_mlops.contract import contract_scaler
 from har_mlops.features import feature_names, window_features
 from har_mlops.forward import predict_probabilities
+from har_mlops.parameters import ParameterGroup, Prediction
 
 from .calibration import (
     calibration_batches,
@@ -29,6 +30,7 @@ from .calibration import (
     min_batch_windows,
     prediction_profile,
 )
+from .parameters import Monitoring
 from .quality import window_gates
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ def predict_reference_windows(
     windows_train: dict[str, np.ndarray],
     windows_validation: dict[str, np.ndarray],
     windows_test: dict[str, np.ndarray],
-    prediction: dict[str, Any],
+    prediction: Prediction,
 ) -> dict[str, Any]:
     """The model's class probabilities on every split, with the contract facts monitoring needs."""
     contract = model_bundle["contract"]
@@ -69,7 +71,7 @@ def _feature_table(
     probabilities: np.ndarray,
     classes: list[str],
     rate_hz: float,
-    monitoring: dict[str, Any],
+    monitoring: Monitoring,
 ) -> dict[str, np.ndarray]:
     gates = window_gates(windows["signals"], monitoring["quality"])
     passed = ~(gates["non_finite"] | gates["flat_line"] | gates["clipping"])
@@ -95,7 +97,7 @@ def compute_reference_features(
     windows_validation: dict[str, np.ndarray],
     windows_test: dict[str, np.ndarray],
     reference_predictions: dict[str, Any],
-    monitoring: dict[str, Any],
+    monitoring: Monitoring,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Window features, predicted activity and confidence of each split's gate-passing windows."""
     classes = reference_predictions["class_names"]
@@ -112,8 +114,8 @@ def compute_reference_features(
 def calibrate_reference(
     reference_features: dict[str, dict[str, np.ndarray]],
     reference_predictions: dict[str, Any],
-    monitoring: dict[str, Any],
-    prediction: dict[str, Any],
+    monitoring: Monitoring,
+    prediction: Prediction,
 ) -> dict[str, Any]:
     """The reference profile: sketches, prediction profile and thresholds per batch size."""
     classes = reference_predictions["class_names"]
@@ -171,6 +173,8 @@ def calibrate_reference(
 
 def to_builtin(value: Any) -> Any:
     """Arrays and numpy scalars to lists and floats, so the profile is the same saved or not."""
+    if isinstance(value, ParameterGroup):
+        return value.to_dict()
     if isinstance(value, dict):
         return {str(k): to_builtin(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

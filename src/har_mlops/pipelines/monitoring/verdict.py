@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .parameters import Monitoring
 from .reference import to_builtin
 
 logger = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ def decide_verdict(
     data_drift: dict[str, Any],
     prediction_drift: dict[str, Any],
     reference_profile: dict[str, Any],
-    monitoring: dict[str, Any],
+    monitoring: Monitoring,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """``ok`` / ``warn`` / ``retrain`` with the reasons behind it; the report and its metrics."""
     rules = monitoring["verdict"]
@@ -265,7 +266,7 @@ def decide_verdict(
     return report, _verdict_metrics(verdict, quality, data_drift, prediction_drift)
 
 
-def enforce_verdict(report: dict[str, Any], monitoring: dict[str, Any], *figures: Any) -> None:
+def enforce_verdict(report: dict[str, Any], monitoring: Monitoring, *figures: Any) -> None:
     """Fails the run on ``retrain`` when ``monitoring.fail_on_retrain`` is set."""
     # ``figures`` are unused: taking them as inputs makes this node run after every output
     # of the monitoring run has been saved, so a failed run still leaves its report behind.

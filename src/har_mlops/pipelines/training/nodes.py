@@ -19,7 +19,6 @@ from har_mlops.evaluation import classification_metrics
 from har_mlops.features import window_features
 from har_mlops.forward import CompiledForward
 from har_mlops.parameters import (
-    Inference,
     Labels,
     Prediction,
     PredictorConfig,
@@ -52,6 +51,57 @@ def _class_weights(labels: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
     return per_class[labels].astype(np.float32)
 
 
+def _compiled_network(
+    window_size: int,
+    n_channels: int,
+    n_classes: int,
+    architecture: Architecture,
+    training: Training,
+) -> KerasModel:
+    """The network, seeded and compiled with AdamW (op determinism on if configured)."""
+    import keras
+
+    from .model import build_cnn_bilstm
+
+    keras.utils.set_random_seed(training["seed"])
+    if training["deterministic_ops"]:
+        import tensorflow as tf
+
+        # Same seed, same machine -> same weights: no order-dependent parallel reductions.
+        tf.config.experimental.enable_op_determinism()
+    model = build_cnn_bilstm(window_size, n_channels, n_classes, architecture)
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=training["learning_rate"], weight_decay=training["weight_decay"]
+    )
+    # Keras 3: metrics must be passed by keyword (the third positional is loss_weights).
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _callbacks(training: Training) -> list[Any]:
+    """Early stopping and the learning-rate schedule on the validation subjects, and a logger."""
+    import keras
+
+    from .model import EpochLogger
+
+    stopping, schedule = training["early_stopping"], training["lr_schedule"]
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor=stopping["monitor"],
+            patience=stopping["patience"],
+            start_from_epoch=stopping["start_from_epoch"],
+            restore_best_weights=stopping["restore_best_weights"],
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss",
+            factor=schedule["factor"],
+            patience=schedule["patience"],
+            min_lr=schedule["min_lr"],
+        ),
+        EpochLogger(logger),
+    ]
+
+
 def train_model(
     windows_train: dict[str, np.ndarray],
     windows_validation: dict[str, np.ndarray],
@@ -61,24 +111,11 @@ def train_model(
     labels: Labels,
 ) -> tuple[KerasModel, dict[str, list[dict[str, float]]]]:
     """Trains the CNN-BiLSTM with early stopping on the validation subjects."""
-    import keras
+    from .model import AugmentedWindows
 
-    from .model import AugmentedWindows, EpochLogger, build_cnn_bilstm
-
-    keras.utils.set_random_seed(training["seed"])
-    if training["deterministic_ops"]:
-        import tensorflow as tf
-
-        # Same seed, same machine -> same weights: no order-dependent parallel reductions.
-        tf.config.experimental.enable_op_determinism()
     classes = class_names(labels)
     _, window_size, n_channels = windows_train["signals"].shape
-    model = build_cnn_bilstm(window_size, n_channels, len(classes), architecture)
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=training["learning_rate"], weight_decay=training["weight_decay"]
-    )
-    # Keras 3: metrics must be passed by keyword (the third positional is loss_weights).
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model = _compiled_network(window_size, n_channels, len(classes), architecture, training)
     y_train = windows_train["label_index"]
     feed = AugmentedWindows(
         windows_train["signals"],
@@ -93,28 +130,12 @@ def train_model(
         scale_signals(windows_validation["signals"], scaler),
         windows_validation["label_index"],
     )
-    schedule = training["lr_schedule"]
-    callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor=training["early_stopping"]["monitor"],
-            patience=training["early_stopping"]["patience"],
-            start_from_epoch=training["early_stopping"]["start_from_epoch"],
-            restore_best_weights=training["early_stopping"]["restore_best_weights"],
-        ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss",
-            factor=schedule["factor"],
-            patience=schedule["patience"],
-            min_lr=schedule["min_lr"],
-        ),
-        EpochLogger(logger),
-    ]
     started = time.perf_counter()
     fitted = model.fit(
         feed,
         validation_data=validation,
         epochs=training["epochs"],
-        callbacks=callbacks,
+        callbacks=_callbacks(training),
         verbose=0,
     )
     logger.info(
@@ -275,13 +296,59 @@ def predictor_config(
     resampling: Resampling,
     windowing: Windowing,
     labels: Labels,
-    inference: Inference,
+    prediction: Prediction,
     serving: Serving,
 ) -> dict[str, Any]:
     """Everything the served model's preprocessing and prediction need, besides the weights."""
     return PredictorConfig.from_parameters(
-        contract, validation, resampling, windowing, labels, inference, serving
+        contract, validation, resampling, windowing, labels, prediction, serving
     ).to_dict()
+
+
+def _current_champion(client: Any, model_name: str) -> dict[str, Any] | None:
+    """Version, macro-F1 and test subjects of the registered champion, if there is one."""
+    import mlflow
+
+    try:
+        current = client.get_model_version_by_alias(model_name, "champion")
+    except mlflow.exceptions.MlflowException:
+        logger.info("No champion registered yet for %s", model_name)
+        return None
+    return {
+        "version": current.version,
+        "macro_f1": float(current.tags.get("macro_f1", "nan")),
+        "test_subjects": current.tags.get("test_subjects", "").split(","),
+    }
+
+
+def _register_version(
+    client: Any,
+    model_uri: str,
+    model_name: str,
+    network_report: dict[str, Any],
+    decision: dict[str, Any],
+) -> int:
+    """Registers the logged model, tags it with its score and the gate, sets its alias."""
+    import mlflow
+
+    version = mlflow.register_model(model_uri, model_name)
+    tags = {
+        "macro_f1": f"{network_report['macro_f1']:.6f}",
+        "test_subjects": ",".join(network_report["test_subjects"]),
+        "gate": "; ".join(decision["reasons"]),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version.version, key, value)
+    client.set_registered_model_alias(model_name, decision["alias"], version.version)
+    log = logger.info if decision["alias"] == "champion" else logger.warning
+    log(
+        "Registered %s v%s as %s: %s",
+        model_name,
+        version.version,
+        decision["alias"],
+        "; ".join(decision["reasons"]),
+    )
+    return int(version.version)
 
 
 def register_model(
@@ -309,43 +376,20 @@ def register_model(
         logger.info("Model logged to run %s; registry disabled", run.info.run_id)
         return {"registered": False, "reason": "registry disabled", "run_id": run.info.run_id}
     client = MlflowClient()
-    champion = None
-    try:
-        current = client.get_model_version_by_alias(registry["model_name"], "champion")
-        champion = {
-            "version": current.version,
-            "macro_f1": float(current.tags.get("macro_f1", "nan")),
-            "test_subjects": current.tags.get("test_subjects", "").split(","),
-        }
-    except mlflow.exceptions.MlflowException:
-        logger.info("No champion registered yet for %s", registry["model_name"])
+    champion = _current_champion(client, registry["model_name"])
     decision = decide_promotion(
         network_report["macro_f1"],
         network_report["test_subjects"],
         champion,
         registry["min_macro_f1"],
     )
-    version = mlflow.register_model(info.model_uri, registry["model_name"])
-    tags = {
-        "macro_f1": f"{network_report['macro_f1']:.6f}",
-        "test_subjects": ",".join(network_report["test_subjects"]),
-        "gate": "; ".join(decision["reasons"]),
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(registry["model_name"], version.version, key, value)
-    client.set_registered_model_alias(registry["model_name"], decision["alias"], version.version)
-    log = logger.info if decision["alias"] == "champion" else logger.warning
-    log(
-        "Registered %s v%s as %s: %s",
-        registry["model_name"],
-        version.version,
-        decision["alias"],
-        "; ".join(decision["reasons"]),
+    version = _register_version(
+        client, info.model_uri, registry["model_name"], network_report, decision
     )
     return {
         "registered": True,
         "model_name": registry["model_name"],
-        "version": int(version.version),
+        "version": version,
         "alias": decision["alias"],
         "reasons": decision["reasons"],
         "run_id": run.info.run_id,

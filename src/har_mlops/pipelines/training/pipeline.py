@@ -95,7 +95,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:resampling",
                     "params:windowing",
                     "params:labels",
-                    "params:inference",
+                    "params:inference.prediction",
                     "params:serving",
                 ],
                 outputs="served_model_config",
