@@ -117,6 +117,47 @@ class Prediction(ParameterGroup):
     jit_compile: bool = True
 
 
+class Smoothing(ParameterGroup):
+    """HMM (Viterbi) smoothing of consecutive windows' predictions within gap-free runs."""
+
+    enabled: bool = True
+    pseudocount: Annotated[float, Field(gt=0)]
+    gap_tolerance_ms: Annotated[Number, Field(ge=0)]
+    probability_floor: Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class Cohort(ParameterGroup):
+    """How a study folder is processed: chunks, workers, reuse of earlier outputs."""
+
+    # None: each recording in one piece (fine for short recordings, not for week-long ones).
+    chunk_minutes: Annotated[Number, Field(gt=0)] | None = 60
+    read_block_mb: Annotated[Number, Field(gt=0)] = 16
+    n_workers: PositiveInt = 2
+    threads_per_worker: PositiveInt = 1
+    memory_limit: str = "auto"
+    # An existing Dask cluster (``tcp://host:8786``); n_workers is then not used.
+    scheduler_address: str | None = None
+    # Recompute every recording even when its outputs match model, contract and input files.
+    force: bool = False
+    # Windows per recording kept with their signals for monitoring (evenly spread).
+    monitoring_windows: Annotated[int, Field(ge=0)] = 2000
+    # No Dask: every recording in this process (the reference the Dask path must equal).
+    sequential: bool = False
+
+
+class NonWear(ParameterGroup):
+    """When still windows mean the device lay somewhere unworn (see docs/daily_outputs.md)."""
+
+    # A window is still when its accelerometer standard deviation is below this (milli-g) on
+    # at least ``axes_required`` of the three axes.
+    std_threshold_mg: Annotated[Number, Field(gt=0)]
+    axes_required: Annotated[int, Field(ge=1, le=3)]
+    # Still stretches this long or longer are non-wear; shorter ones are still, worn time.
+    min_minutes: Annotated[Number, Field(gt=0)]
+    # A gap in the recording longer than this ends a still stretch.
+    gap_tolerance_s: Annotated[Number, Field(ge=0)]
+
+
 class Serving(ParameterGroup):
     """The served model: default request units and the compiled batch buckets."""
 

@@ -3,13 +3,18 @@
 from .hapt_zip_dataset import HaptZipDataset
 from .model_bundle_dataset import ModelBundleDataset
 from .npz_dataset import NpzDataset
+from .recording_index_dataset import RecordingIndexDataset
+from .recording_outputs_dataset import MonitoringWindowsDataset, RecordingOutputsDataset
 from .reference_profile_dataset import ReferenceProfileDataset
 from .wearable_export_dataset import WearableExportDataset
 
 __all__ = [
     "HaptZipDataset",
     "ModelBundleDataset",
+    "MonitoringWindowsDataset",
     "NpzDataset",
+    "RecordingIndexDataset",
+    "RecordingOutputsDataset",
     "ReferenceProfileDataset",
     "WearableExportDataset",
 ]

@@ -29,7 +29,8 @@ class ReferenceProfileDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         if not paths:
             raise DatasetError("ReferenceProfileDataset needs at least one folder in paths")
         self._paths = [Path(p) for p in paths]
-        self._filename = filename
+        # Kedro makes a catalog's `filename` absolute (project root); only the name is meant.
+        self._filename = Path(filename).name
         self.metadata = metadata
 
     def _load(self) -> dict[str, Any]:

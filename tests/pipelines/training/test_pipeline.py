@@ -112,6 +112,27 @@ def test_confusion_matrix_sums_to_test_windows(trained):
     assert report["test_subjects"] == ["2"]
 
 
+def test_evaluation_report_measures_smoothing(trained):
+    catalog = trained["catalog"]
+    evaluation = catalog.load("evaluation_report")
+    smoothing = evaluation["smoothing"]
+    for key in ("window_macro_f1", "smoothed_macro_f1", "window_accuracy", "smoothed_accuracy"):
+        assert 0.0 <= smoothing[key] <= 1.0
+    # Every test window is predicted and smoothed in time order; the class-labelled ones are
+    # scored, which are exactly windows_test.
+    n_test = catalog.load("windows_test")["label"].size
+    assert smoothing["windows"] == catalog.load("all_windows_test")["label"].size > n_test
+    assert smoothing["windows_scored"] == n_test
+    assert smoothing["runs"] >= 1
+    # Window-level, the same model scores the same windows as evaluate_model does (batching may
+    # move a borderline window).
+    assert smoothing["window_accuracy"] == pytest.approx(evaluation["accuracy"], abs=2 / n_test)
+    transitions = catalog.load("activity_transitions")
+    assert transitions["classes"] == BASIC_CLASSES
+    np.testing.assert_allclose(np.sum(transitions["transition"], axis=1), 1.0)
+    assert transitions["transitions_counted"] > 0
+
+
 def test_contract_round_trips_and_matches_parameters(trained):
     catalog, params = trained["catalog"], trained["params"]
     bundle = catalog.load("model_bundle")

@@ -59,10 +59,15 @@ def _nearest_distance(source_t: np.ndarray, target_t: np.ndarray, right: np.ndar
 
 
 def _resample_recording(
-    acc: pd.DataFrame, gyro: pd.DataFrame, resampling: Resampling
+    acc: pd.DataFrame,
+    gyro: pd.DataFrame,
+    resampling: Resampling,
+    grid_origin_ms: float | None = None,
 ) -> dict[str, np.ndarray] | None:
     """Merges the two streams on the accelerometer clock, then resamples onto a uniform grid.
 
+    The grid starts at the first merged sample, or continues the grid through
+    ``grid_origin_ms`` (a time chunk of a long recording keeps the whole recording's grid).
     Returns the ``timestamp``, ``segment_id`` and channel columns, or None if nothing overlaps.
     """
     period_ms = 1000.0 / resampling["target_rate_hz"]
@@ -84,7 +89,11 @@ def _resample_recording(
     for c, axis in enumerate("xyz"):
         merged[:, c] = acc[axis].to_numpy()[merged_ok]
         merged[:, 3 + c] = np.interp(t_merged, t_gyro, gyro[axis].to_numpy())
-    grid = t_merged[0] + np.arange(int((t_merged[-1] - t_merged[0]) // period_ms) + 1) * period_ms
+    origin = t_merged[0] if grid_origin_ms is None else grid_origin_ms
+    first = 0 if grid_origin_ms is None else int(np.ceil((t_merged[0] - origin) / period_ms))
+    grid = origin + np.arange(first, int((t_merged[-1] - origin) // period_ms) + 1) * period_ms
+    if grid.size == 0:
+        return None
     on_grid = _bracket_ok(t_merged, grid, max_gap_ms)
     # A new segment starts after every stretch of grid points that fell into a gap.
     segment_id = np.cumsum(np.r_[True, ~on_grid[:-1]] & on_grid) - 1
@@ -103,7 +112,9 @@ def resample_recordings(
         raise ValueError("resampling.max_gap_ms must be at least one sample period")
     parts, rec_ids, subjects = [], [], []
     for rec_id, record in validated_recordings.items():
-        part = _resample_recording(record["accelerometer"], record["gyroscope"], resampling)
+        part = _resample_recording(
+            record["accelerometer"], record["gyroscope"], resampling, record.get("grid_origin_ms")
+        )
         if part is None:
             logger.warning("Recording %s has no overlapping samples after merging", rec_id)
             continue

@@ -1,81 +1,118 @@
-"""Wiring of the inference pipeline."""
+"""Wiring of the inference pipeline: a study folder, recording by recording, on Dask."""
 
 from kedro.pipeline import Node, Pipeline
 
-from har_mlops.pipelines.data_processing import create_preprocessing_pipeline
-
-from .nodes import (
-    check_contract,
-    plot_timelines,
-    predict_activities,
-    score_predictions,
-    summarise_recordings,
+from .study import (
+    chain_settings,
+    collect_minutes,
+    plan_recordings,
+    plot_study_actogram,
+    plot_study_daily_minutes,
+    predict_recordings,
+    render_study_report,
+    report_run,
+    score_recordings,
+    summarise_days,
+    summarise_recordings_table,
 )
-
-# Shared with training: these define the model's input and must not differ per source.
-SHARED_PARAMETERS = {"params:validation", "params:resampling", "params:windowing"}
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """New recordings through the training preprocessing (by namespace), then the model."""
-    preprocessing = Pipeline(
-        create_preprocessing_pipeline(),
-        namespace="inference",
-        inputs={"raw_recordings": "inference_recordings"},
-        parameters=SHARED_PARAMETERS,
-    )
-    # Same namespace: prediction nodes read `inference.windows`, params `inference.prediction`.
-    return preprocessing + Pipeline(
+    """Plan (skip what is done), predict each recording on Dask, then days, figures, report.
+
+    ``predict_recordings`` runs the per-recording chain of the project's node functions
+    (validate, resample, convert units, label, window, contract check, predict, smooth,
+    non-wear, per-day sums) on each recording, one time chunk at a time; see
+    ``har_mlops.pipelines.inference.cohort``.
+    """
+    return Pipeline(
         [
             Node(
-                check_contract,
+                chain_settings,
                 inputs=[
-                    "model_bundle",
-                    "windows",
-                    "params:windowing",
+                    "params:inference.raw_source",
+                    "params:validation",
                     "params:resampling",
+                    "params:windowing",
                     "params:labels",
+                    "params:inference.prediction",
+                    "params:smoothing",
+                    "params:inference.non_wear",
+                    "params:inference.cohort",
                 ],
-                outputs="contract",
-                name="check_contract",
+                outputs="cohort_settings",
+                name="chain_settings",
             ),
             Node(
-                predict_activities,
+                plan_recordings,
                 inputs=[
+                    "inference_recordings",
+                    "previous_recording_outputs",
                     "model_bundle",
-                    "windows",
-                    "contract",
-                    "params:prediction",
+                    "activity_transitions",
+                    "cohort_settings",
                 ],
-                outputs="window_predictions",
-                name="predict_activities",
+                outputs="recording_plan",
+                name="plan_recordings",
             ),
             Node(
-                summarise_recordings,
-                inputs=["window_predictions", "validation_report", "contract"],
+                predict_recordings,
+                inputs=[
+                    "recording_plan",
+                    "model_bundle",
+                    "activity_transitions",
+                    "cohort_settings",
+                ],
+                outputs="recording_outputs",
+                name="predict_recordings",
+            ),
+            Node(
+                report_run,
+                inputs=["recording_plan", "recording_outputs"],
+                outputs=["inference_run", "inference.validation_report"],
+                name="report_run",
+            ),
+            Node(
+                summarise_recordings_table,
+                inputs="recording_outputs",
                 outputs="recording_summaries",
                 name="summarise_recordings",
             ),
             Node(
-                plot_timelines,
-                inputs=["window_predictions", "contract"],
-                outputs="activity_timelines",
-                name="plot_timelines",
+                summarise_days,
+                inputs=["recording_outputs", "model_bundle"],
+                outputs="daily_activity",
+                name="summarise_days",
             ),
             Node(
-                score_predictions,
-                inputs=["window_predictions", "windows", "contract"],
+                collect_minutes,
+                inputs="recording_outputs",
+                outputs="activity_minutes",
+                name="collect_minutes",
+            ),
+            Node(
+                plot_study_actogram,
+                inputs=["activity_minutes", "model_bundle"],
+                outputs="actogram",
+                name="plot_actogram",
+            ),
+            Node(
+                plot_study_daily_minutes,
+                inputs=["daily_activity", "model_bundle"],
+                outputs="daily_minutes_plot",
+                name="plot_daily_minutes",
+            ),
+            Node(
+                render_study_report,
+                inputs=["daily_activity", "actogram", "daily_minutes_plot", "inference_run"],
+                outputs="study_report",
+                name="render_study_report",
+            ),
+            Node(
+                score_recordings,
+                inputs=["recording_outputs", "model_bundle"],
                 outputs="inference_scores",
                 name="score_predictions",
             ),
-        ],
-        namespace="inference",
-        inputs={"model_bundle"},
-        outputs={
-            "window_predictions",
-            "recording_summaries",
-            "activity_timelines",
-            "inference_scores",
-        },
-        parameters={"params:windowing", "params:resampling", "params:labels"},
+        ]
     )
