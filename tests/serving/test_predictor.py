@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
-from kedro.io import DataCatalog, MemoryDataset
-from kedro.runner import SequentialRunner
 
+from har_mlops.config import project_parameters
 from har_mlops.contract import CHANNELS, scale_signals
+from har_mlops.datasets import RecordingIndexDataset, WearableExportDataset
 from har_mlops.forward import CompiledForward, power_of_two_buckets
-from har_mlops.pipelines.inference import create_pipeline
+from har_mlops.parameters import Cohort, NonWear, Prediction, RawSource, Smoothing
+from har_mlops.pipelines.inference.cohort import ChainSettings, RecordingModel, process_recording
 from har_mlops.pipelines.inference.nodes import predict_activities, window_table
 from har_mlops.serving.predictor import RecordingRejectedError, samples_to_recordings
 from har_mlops.units import STANDARD_GRAVITY
@@ -24,6 +28,9 @@ def test_buckets_are_powers_of_two_up_to_the_largest():
 
 
 SMALL_BUCKETS = [1, 2, 4, 8, 16]
+PRETRAINED_TRANSITIONS = (
+    Path(__file__).resolve().parents[2] / "data/06_models/pretrained/activity_transitions.json"
+)
 
 
 class _CountingModel:
@@ -94,69 +101,75 @@ def test_served_forward_is_traced_once_per_bucket(loaded):
     assert forward(np.zeros((0, 128, 6), np.float32)).shape == (0, 6)
 
 
-def test_window_table_equals_predict_activities(loaded, sample_table):
-    predictor = loaded.predictor
-    windows, _ = predictor.predict(sample_table)
-    # The same windows through predict_activities (Keras model, its own compiled function).
-    recordings = samples_to_recordings(sample_table)
-    outputs = _run_inference_pipeline(predictor, recordings, "m/s^2", "rad/s")
-    expected = outputs["window_predictions"]
-    pd.testing.assert_frame_equal(windows, expected, check_exact=False, atol=1e-5, rtol=0)
+def _run_inference_chain(predictor, recordings, folder, acc_unit, gyro_unit) -> pd.DataFrame:
+    """Each recording through the inference pipeline's per-recording chain (as one Dask task).
 
-
-OUTPUTS = ("window_predictions", "recording_summaries")
-
-
-def _run_inference_pipeline(predictor, recordings, acc_unit, gyro_unit) -> dict:
-    """``kedro run --pipelines inference`` in-process, on recordings already loaded."""
+    The recordings are written as a watch-export folder and read back the way
+    ``kedro run --pipelines inference`` reads a study: indexed, then read in time chunks.
+    """
+    WearableExportDataset(str(folder)).save(recordings)
+    params = project_parameters()
     raw_source = {
         **predictor.raw_source,
         "accelerometer_unit": acc_unit,
         "gyroscope_unit": gyro_unit,
     }
-    params = {
-        "inference.raw_source": raw_source,
-        "validation": predictor.validation,
-        "resampling": predictor.resampling,
-        "windowing": predictor.windowing,
-        "labels": predictor.labels,
-        "inference.prediction": {**predictor.prediction, "jit_compile": False},
-    }
-    catalog = DataCatalog(
-        {
-            "inference_recordings": MemoryDataset(recordings),
-            "model_bundle": MemoryDataset(
-                {"model": predictor.model, "contract": predictor.contract, "source": "test"},
-                copy_mode="assign",
-            ),
-        }
-        | {f"params:{k}": MemoryDataset(v) for k, v in params.items()}
-        | {name: _KeptDataset() for name in OUTPUTS}
+    settings = ChainSettings(
+        RawSource.model_validate(raw_source),
+        predictor.validation,
+        predictor.resampling,
+        predictor.windowing,
+        predictor.labels,
+        Prediction.model_validate({**predictor.prediction, "jit_compile": False}),
+        Smoothing.model_validate(params["smoothing"]),
+        NonWear.model_validate(params["inference"]["non_wear"]),
+        # Half-minute chunks: the test recordings cross chunk borders.
+        Cohort(chunk_minutes=0.5, sequential=True),
     )
-    pipeline = create_pipeline().to_outputs(*OUTPUTS)
-    SequentialRunner().run(pipeline, catalog)
-    return {name: catalog.load(name) for name in OUTPUTS}
+    transitions = json.loads(PRETRAINED_TRANSITIONS.read_text())
+    model = RecordingModel(predictor.model, predictor.contract, transitions, settings.prediction)
+    tables = []
+    for recording_id, entry in RecordingIndexDataset(str(folder)).load().items():
+        job = {
+            "recording_id": recording_id,
+            "subject_id": entry["subject_id"],
+            "entry": entry,
+            "fingerprint": {},
+            "model_source": "test",
+        }
+        result = process_recording(job, model, settings)
+        assert result["manifest"]["status"] == "done", result["manifest"]
+        tables.append(result["tables"]["windows"])
+    return pd.concat(tables, ignore_index=True)
 
 
-class _KeptDataset(MemoryDataset):
-    """A MemoryDataset the runner cannot release after its last consumer."""
-
-    def _release(self) -> None:
-        pass
+def _served_columns(windows: pd.DataFrame, chain: pd.DataFrame) -> pd.DataFrame:
+    """The chain's table cut to the served table's columns and types."""
+    return chain[list(windows.columns)].astype(windows.dtypes.to_dict())
 
 
-def test_predictor_equals_the_inference_pipeline(loaded, sample_table):
+def test_window_table_equals_predict_activities(loaded, sample_table, tmp_path):
+    predictor = loaded.predictor
+    windows, _ = predictor.predict(sample_table)
+    # The same windows through the inference chain (Keras model, its own compiled function).
+    recordings = samples_to_recordings(sample_table)
+    chain = _run_inference_chain(predictor, recordings, tmp_path, "m/s^2", "rad/s")
+    pd.testing.assert_frame_equal(
+        windows, _served_columns(windows, chain), check_exact=False, atol=1e-5, rtol=0
+    )
+
+
+def test_predictor_equals_the_inference_pipeline(loaded, sample_table, tmp_path):
     predictor = loaded.predictor
     table = pd.concat(
         [sample_table.assign(recording_id="a"), sample_table.assign(recording_id="b")]
     )
-    windows, summary = predictor.predict(table)
-    outputs = _run_inference_pipeline(predictor, samples_to_recordings(table), "m/s^2", "rad/s")
-    pd.testing.assert_frame_equal(
-        windows, outputs["window_predictions"], check_exact=False, atol=1e-5, rtol=0
+    windows, _ = predictor.predict(table)
+    chain = _run_inference_chain(
+        predictor, samples_to_recordings(table), tmp_path, "m/s^2", "rad/s"
     )
     pd.testing.assert_frame_equal(
-        summary, outputs["recording_summaries"], check_exact=False, atol=1e-6, rtol=0
+        windows, _served_columns(windows, chain), check_exact=False, atol=1e-5, rtol=0
     )
     assert set(windows["recording_id"]) == {"a", "b"}
 

@@ -11,7 +11,7 @@ import pytest
 
 from har_mlops.contract import CHANNELS
 from har_mlops.pipelines.data_processing import create_preprocessing_pipeline
-from har_mlops.pipelines.inference import create_pipeline
+from har_mlops.pipelines.inference import chunking, create_pipeline
 from har_mlops.pipelines.inference.nodes import (
     ContractMismatchError,
     check_contract,
@@ -62,15 +62,14 @@ def _windows(n: int, recording_id: str = "rec", window_size: int = 128, channels
 # --------------------------------------------------------------------------- reuse
 
 
-def test_inference_reuses_the_data_processing_functions_by_namespace():
+def test_inference_runs_the_data_processing_functions_on_each_recording():
     shared = create_preprocessing_pipeline()
-    inference = create_pipeline()
-    reused = {n.name.split(".", 1)[1]: n for n in inference.nodes if n.namespace == "inference"}
     for node in shared.nodes:
-        # The very same function objects: one code path for training and serving.
-        assert reused[node.name].func is node.func
+        # The very same function objects: one code path for training, inference and serving.
+        assert getattr(chunking, node.func.__name__) is node.func
+    inference = create_pipeline()
     assert "inference_recordings" in inference.inputs()
-    # Shared parameters are not namespaced: serving cannot be configured apart from training.
+    # Shared parameters are not namespaced: inference cannot be configured apart from training.
     assert {"params:windowing", "params:resampling", "params:validation"} <= inference.inputs()
     assert "params:inference.raw_source" in inference.inputs()
 

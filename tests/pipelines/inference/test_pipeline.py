@@ -50,10 +50,14 @@ def _run(project, folder: str, units: tuple[str, str]) -> dict:
     while mlflow.active_run():
         mlflow.end_run()
     data = project / "data"
+    outputs = data / "07_model_output" / "recordings"
     return {
-        "predictions": pd.read_parquet(data / "07_model_output" / "window_predictions.parquet"),
+        "predictions": pd.read_parquet(outputs / "windows").sort_values("window_start_ms"),
         "summaries": pd.read_parquet(data / "07_model_output" / "recording_summaries.parquet"),
-        "timelines": json.loads((data / "07_model_output" / "activity_timelines.json").read_text()),
+        "daily": pd.read_parquet(data / "08_reporting" / "daily_activity.parquet"),
+        "actogram": json.loads((data / "08_reporting" / "actogram.json").read_text()),
+        "html": (data / "08_reporting" / "study_report.html").read_text(),
+        "run": json.loads((data / "08_reporting" / "inference_run.json").read_text()),
         "scores": json.loads((data / "08_reporting" / "inference_scores.json").read_text()),
         "report": json.loads(
             (data / "08_reporting" / "inference_validation_report.json").read_text()
@@ -100,14 +104,31 @@ def test_bad_recording_is_reported_not_predicted(runs):
     assert problem["file"] == "no_gyroscope/gyroscope.csv"
 
 
-def test_summary_and_timeline_are_written(runs):
+def test_run_account_names_the_failed_recording(runs):
+    run = runs["si"]["run"]
+    assert run["processed"] == 1 and run["skipped"] == 0
+    (failed,) = run["failed"]
+    assert failed["recording_id"] == "no_gyroscope"
+    assert "gyroscope.csv" in failed["reason"]
     summaries = runs["si"]["summaries"].set_index("recording_id")
-    sample = summaries.loc["sample"]
-    minutes = summaries.filter(like="minutes_").loc["sample"].sum()
-    assert minutes == pytest.approx(sample["windows"] * 1.28 / 60)
-    assert 0.9 <= sample["coverage"] <= 1.0
-    assert sample["duration_s"] == pytest.approx(CROP_S, abs=1.0)
-    assert [t["name"] for t in runs["si"]["timelines"]["data"]] == ["sample"]
+    assert summaries.loc["sample", "status"] == "done"
+    assert summaries.loc["no_gyroscope", "status"] == "failed"
+
+
+def test_daily_outputs_and_report_are_written(runs):
+    daily = runs["si"]["daily"]
+    (day,) = daily.to_dict("records")
+    predictions = runs["si"]["predictions"]
+    activity_minutes = sum(v for k, v in day.items() if k.startswith("minutes_"))
+    # Each window stands for one hop (1.28 s); nobody takes a watch off in four minutes.
+    assert day["windows"] == len(predictions)
+    assert activity_minutes == pytest.approx(len(predictions) * 1.28 / 60)
+    assert day["non_wear_minutes"] == 0
+    assert day["timezone"] == "UTC" and day["day_minutes"] == 1440
+    assert 0 < day["coverage"] < 0.01
+    assert runs["si"]["actogram"]["data"]
+    html = runs["si"]["html"]
+    assert "<script src=\"http" not in html and "plotly" in html.lower()
 
 
 def test_shipped_model_predicts_an_unseen_subject_well(runs):
@@ -117,6 +138,7 @@ def test_shipped_model_predicts_an_unseen_subject_well(runs):
     # weak spot, sitting vs standing, is in there); a broken unit conversion or channel order
     # falls to chance level.
     assert scores["accuracy"] >= 0.7
+    assert scores["smoothed_accuracy"] >= 0.7
 
 
 def test_milli_g_and_deg_per_s_give_the_same_predictions(runs):

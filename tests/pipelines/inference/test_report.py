@@ -180,3 +180,20 @@ def test_html_report_renders_an_empty_cohort():
     )
     assert "No days." in page and "No recording failed." in page
     assert page.count("* plotly.js v") == 1
+
+
+def test_html_report_reads_the_run_account_of_a_cohort_run(cohort):
+    daily, minutes = cohort
+    run = {
+        "finished_at": "2026-04-02T10:00:00+00:00",
+        "model_version": "7",
+        "processed": 2,
+        "failed": [{"subject_id": "p9", "recording_id": "r<9>", "reason": "no accelerometer"}],
+    }
+    page = render_html_report(
+        daily, plot_actogram(minutes, CLASSES), plot_daily_minutes(daily, CLASSES), run
+    )
+    assert "<dt>Run date</dt><dd>2026-04-02T10:00:00+00:00</dd>" in page
+    assert "1 recording(s) failed" in page and "r&lt;9&gt;" in page
+    assert "<dt>processed</dt><dd>2</dd>" in page
+    assert "<dt>failed</dt>" not in page

@@ -19,7 +19,11 @@ LABEL_COLUMNS = ["start", "end", "activity"]
 
 
 class NoValidRecordingsError(ValueError):
-    """Raised when validation leaves nothing to process."""
+    """Raised when validation leaves nothing to process; ``report`` says why, per file."""
+
+    def __init__(self, message: str, report: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.report = report
 
 
 def _problem(file: str, problem: str, rows: int, action: str) -> dict[str, Any]:
@@ -362,6 +366,7 @@ def validate_recordings(
     if not valid:
         raise NoValidRecordingsError(
             f"No valid recording remains out of {len(entries)}:\n"
-            + "\n".join(_rejections(entries, "  ") or ["  (none found)"])
+            + "\n".join(_rejections(entries, "  ") or ["  (none found)"]),
+            report,
         )
     return valid, report

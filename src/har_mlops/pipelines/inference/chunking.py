@@ -94,16 +94,8 @@ def _resampled_chunk(
             {rec_id: record}, raw_source, validation, resampling, windowing
         )
     except NoValidRecordingsError as exc:
-        # A rejected chunk is a gap; the reason stays in the recording's report.
-        state.entries.append(
-            {
-                "recording_id": rec_id,
-                "status": "rejected",
-                "problems": [
-                    {"file": rec_id, "problem": str(exc), "rows_affected": 0, "action": "rejected"}
-                ],
-            }
-        )
+        # A rejected chunk is a gap; validation's reasons stay in the recording's report.
+        state.entries.extend(exc.report["recordings"] if exc.report else [])
         return None, {}
     state.entries.extend(report["recordings"])
     if state.origin_ms is not None:

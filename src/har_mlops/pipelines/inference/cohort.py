@@ -349,7 +349,11 @@ def process_recording(
         return _failed(manifest, f"{type(exc).__name__}: {exc}", started, traceback.format_exc())
     validation = validation_entry(job["recording_id"], job["subject_id"], entries, not table.empty)
     if table.empty:
-        reasons = [p["problem"] for p in validation["problems"] if p["action"] == "rejected"]
+        reasons = [
+            f"{p['file']}: {p['problem']}"
+            for p in validation["problems"]
+            if p["action"] == "rejected"
+        ]
         return _failed(
             manifest,
             "no window to predict: " + ("; ".join(reasons) or "no gap-free stretch of one window"),

@@ -233,21 +233,29 @@ _CSS = (
 )
 
 
+# run_info keys read for the header, each with the aliases a run account may use.
+_RUN_DATE_KEYS = ("run_date", "finished_at", "started_at")
+_FAILED_KEYS = ("failed_recordings", "failed")
+
+
 def _header(run_info: Mapping[str, Any], n_participants: int, n_days: int) -> str:
     """Run date, model version, counts, failed recordings and any further run details."""
-    known = {"run_date", "model_version", "failed_recordings"}
+    run_date_key = next((key for key in _RUN_DATE_KEYS if key in run_info), None)
+    failed_key = next((key for key in _FAILED_KEYS if key in run_info), None)
+    shown = {run_date_key, failed_key, "model_version"}
     rows = [
-        ("Run date", run_info.get("run_date", "not given")),
+        ("Run date", run_info[run_date_key] if run_date_key else "not given"),
         ("Model version", run_info.get("model_version", "not given")),
         ("Participants", n_participants),
         ("Participant-days", n_days),
     ]
-    rows += [(str(key), value) for key, value in run_info.items() if key not in known]
+    rows += [(str(key), value) for key, value in run_info.items() if key not in shown]
     items = "".join(
         f"<dt>{html.escape(str(key))}</dt><dd>{html.escape(_plain(value))}</dd>"
         for key, value in rows
     )
-    failed = list(run_info.get("failed_recordings") or [])
+    failed = run_info.get(failed_key) if failed_key else None
+    failed = list(failed) if isinstance(failed, list | tuple) else ([failed] if failed else [])
     if failed:
         entries = "".join(f"<li>{html.escape(_plain(entry))}</li>" for entry in failed)
         failures = f'<p class="failed">{len(failed)} recording(s) failed:</p><ul>{entries}</ul>'
