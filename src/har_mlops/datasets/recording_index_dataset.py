@@ -119,6 +119,8 @@ class _StreamBuffer:
     block_bytes: int
     frame: pd.DataFrame = field(default_factory=pd.DataFrame)
     done: bool = False
+    unusable: bool = False
+    unparsable_rows: int = 0
     _reader: Any = None
 
     def __post_init__(self) -> None:
@@ -158,6 +160,18 @@ class _StreamBuffer:
             except pa.ArrowInvalid as exc:
                 raise ChunkReadError(f"{self.path.name}: {exc}") from exc
             part = batch.to_pandas().rename(columns=lambda name: str(name).strip())
+            if "timestamp" not in part:
+                # Validation names the missing column on the whole file.
+                self.unusable = True
+                self.done = True
+                break
+            timestamps = pd.to_numeric(part["timestamp"], errors="coerce")
+            unparsable = timestamps.isna().to_numpy()
+            if unparsable.any():
+                # Cut by time, a row without a time has no chunk: counted, reported, left out.
+                self.unparsable_rows += int(unparsable.sum())
+                part = part.loc[~unparsable]
+            part = part.assign(timestamp=timestamps[~unparsable].astype(np.float64))
             if part.empty:
                 continue
             t = part["timestamp"].to_numpy(dtype=np.float64)
@@ -236,9 +250,10 @@ def iter_raw_chunks(
         return
     labels, label_error = read_labels(folder)
     buffers = {s: _StreamBuffer(folder / STREAM_FILES[s], block_bytes) for s in SENSOR_STREAMS}
+    for buffer in buffers.values():
+        buffer.fill_until(-np.inf)
     acc = buffers["accelerometer"]
-    acc.fill_until(-np.inf)
-    if acc.frame.empty or "timestamp" not in acc.frame:
+    if any(b.unusable or b.frame.empty for b in buffers.values()):
         # Nothing readable in time order: validation names the problem on the whole file.
         yield read_whole_recording(entry), -np.inf, np.inf
         return
@@ -257,6 +272,11 @@ def iter_raw_chunks(
         record = _raw_record(entry, streams, labels)
         if label_error:
             record["read_errors"]["labels"] = label_error
+        record["unparsable_timestamps"] = {
+            s: buffers[s].unparsable_rows for s in SENSOR_STREAMS if buffers[s].unparsable_rows
+        }
+        for buffer in buffers.values():
+            buffer.unparsable_rows = 0
         yield record, keep_from, keep_until
         if final:
             return

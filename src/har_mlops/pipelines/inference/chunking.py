@@ -123,6 +123,19 @@ def chunk_windows(
     """Windows of each chunk, equal to the whole recording's windows cut at chunk borders."""
     period_ms = 1000.0 / resampling["target_rate_hz"]
     for record, keep_from, keep_until in chunks:
+        for stream, rows in record.get("unparsable_timestamps", {}).items():
+            state.entries.append(
+                {
+                    "problems": [
+                        {
+                            "file": record["files"][stream],
+                            "problem": "rows with unparsable timestamps dropped",
+                            "rows_affected": rows,
+                            "action": "repaired",
+                        }
+                    ]
+                }
+            )
         samples, validated = _resampled_chunk(
             record, rec_id, state, raw_source, validation, resampling, windowing
         )
