@@ -1,18 +1,24 @@
-"""Benchmark: 24 hours of 50 Hz, 6-axis watch export through `kedro run --pipelines inference`.
+"""Benchmark: a study of day-long 50 Hz watch exports through `kedro run --pipelines inference`.
 
-    python benchmarks/inference.py [--hours 24]
+    python benchmarks/inference.py --days 7 --workers 1,2
+    python benchmarks/inference.py --days 7 --workers 2 --single-export
 
-Builds the recording once (tiling HAPT test-subject recordings end to end on one clock, in
-the wearable export format) under data/01_raw/benchmark_24h/, then runs the inference
-pipeline on it in a fresh process through a Kedro session and prints wall time, windows per
-second, time per node and peak memory (max RSS of that process).
+Builds one 24-hour recording once (HAPT test-subject recordings tiled end to end on one clock,
+in the wearable export format, under data/01_raw/benchmark_24h/), then a study folder of
+``--days`` day-long recordings, each shifted to its own calendar day and spread over
+``--participants`` participants (data/01_raw/benchmark_study_<N>d/); ``--single-export``
+writes the same days as ONE long export instead (read in time chunks). For each worker count
+it runs the inference pipeline in a fresh process with ``inference.cohort.force=true`` and
+prints total wall time, seconds per day of data, windows per second, the time of the
+processing part (the predict_recordings node) and the peak memory of the whole process tree,
+Dask workers included (the sum of resident memory over all processes, sampled every 0.2 s).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import re
 import subprocess
 import sys
 import time
@@ -20,13 +26,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 PROJECT = Path(__file__).resolve().parents[1]
 TEST_SUBJECTS = [2, 4, 9, 10, 12, 13, 18, 20, 24]
 START_EPOCH_MS = 1_767_261_600_000
+DAY_MS = 86_400_000
+STREAMS = ("accelerometer.csv", "gyroscope.csv")
+PROCESSING_LINE = re.compile(
+    r"Recordings: (\d+) processed, (\d+) skipped, (\d+) failed in ([\d.]+) s"
+)
 
 
-def build_recording(folder: Path, hours: float) -> None:
+def build_day(folder: Path, hours: float = 24.0) -> None:
     """Tiles HAPT test-subject experiments into one continuous recording of ``hours``."""
     from har_mlops.datasets import HaptZipDataset, WearableExportDataset
     from har_mlops.sample_data import to_wearable_export
@@ -48,103 +63,112 @@ def build_recording(folder: Path, hours: float) -> None:
     WearableExportDataset(str(folder), save_args={"float_format": "%.6f"}).save({"day_24h": export})
 
 
-def _peak_rss_mb() -> float:
-    """The process' high-water mark of resident memory so far."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _shifted(source: Path, days: int) -> pa.Table:
+    """The day's CSV with its clock moved ``days`` days on."""
+    table = pacsv.read_csv(source)
+    shifted = pc.add(table["timestamp"], pa.scalar(float(days * DAY_MS)))
+    return table.set_column(table.schema.get_field_index("timestamp"), "timestamp", shifted)
 
 
-def measure(folder: Path) -> None:
-    """Runs the inference pipeline once and prints the figures (child process)."""
-    from kedro.framework.hooks import hook_impl
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
+def build_study(day: Path, folder: Path, days: int, participants: int, single: bool) -> None:
+    """``days`` day-long recordings over ``participants`` participants, or one long export."""
+    folder.mkdir(parents=True)
+    options = pacsv.WriteOptions(include_header=True)
+    if single:
+        target = folder / "week"
+        target.mkdir()
+        (target / "metadata.json").write_text(json.dumps({"subject_id": "P1", "timezone": "UTC"}))
+        for stream in STREAMS:
+            with pacsv.CSVWriter(target / stream, _shifted(day / stream, 0).schema, options) as w:
+                for d in range(days):
+                    w.write_table(_shifted(day / stream, d))
+        return
+    for d in range(days):
+        target = folder / f"day{d:02d}"
+        target.mkdir()
+        meta = {"subject_id": f"P{d % participants + 1}", "timezone": "Europe/Berlin"}
+        (target / "metadata.json").write_text(json.dumps(meta))
+        for stream in STREAMS:
+            pacsv.write_csv(_shifted(day / stream, d // participants), target / stream, options)
 
-    class NodeTimer:
-        def __init__(self):
-            self.started: dict[str, float] = {}
-            self.elapsed: dict[str, float] = {}
-            self.io: dict[str, float] = {}
-            self.peak_mb: dict[str, float] = {}
-            self.pipeline_started = float("nan")
 
-        @hook_impl
-        def before_node_run(self, node):
-            self.started[node.name] = time.perf_counter()
+def _tree_rss(process: psutil.Process) -> int:
+    """Resident memory of a process and all its descendants, in bytes."""
+    total = 0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
-        @hook_impl
-        def after_node_run(self, node):
-            self.elapsed[node.name] = time.perf_counter() - self.started[node.name]
-            self.peak_mb[node.name] = _peak_rss_mb()
 
-        @hook_impl
-        def before_dataset_loaded(self, dataset_name):
-            self.started[f"load {dataset_name}"] = time.perf_counter()
-
-        @hook_impl
-        def after_dataset_loaded(self, dataset_name):
-            key = f"load {dataset_name}"
-            self.io[key] = time.perf_counter() - self.started[key]
-
-        @hook_impl
-        def before_dataset_saved(self, dataset_name):
-            self.started[f"save {dataset_name}"] = time.perf_counter()
-
-        @hook_impl
-        def after_dataset_saved(self, dataset_name):
-            key = f"save {dataset_name}"
-            self.io[key] = time.perf_counter() - self.started[key]
-
-        @hook_impl
-        def before_pipeline_run(self):
-            self.pipeline_started = time.perf_counter()
-
+def run_once(folder: Path, workers: int, log: Path) -> dict:
+    """One `kedro run` in a fresh process; its wall time, peak tree memory and log figures."""
+    params = (
+        f"inference_dir={folder},inference.cohort.n_workers={workers},inference.cohort.force=true"
+    )
+    command = [sys.executable, "-m", "kedro", "run", "--pipelines", "inference", "--params", params]
+    print(f"$ {' '.join(command)}", flush=True)
     started = time.perf_counter()
-    bootstrap_project(PROJECT)
-    timer = NodeTimer()
-    with KedroSession.create(
-        project_path=PROJECT, runtime_params={"inference_dir": str(folder)}
-    ) as session:
-        session._hook_manager.register(timer)
-        session.run(pipeline_names=["inference"])
+    peak = 0
+    with log.open("w") as out:
+        child = subprocess.Popen(command, cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT)
+        watched = psutil.Process(child.pid)
+        while child.poll() is None:
+            peak = max(peak, _tree_rss(watched))
+            time.sleep(0.2)
     wall = time.perf_counter() - started
-    predictions = pd.read_parquet(PROJECT / "data/07_model_output/window_predictions.parquet")
-    peak_mb = _peak_rss_mb()
-    figures = {
-        "wall_s_including_kedro_start": round(wall, 2),
-        "nodes_s": round(sum(timer.elapsed.values()), 2),
-        "windows": len(predictions),
-        "windows_per_s_end_to_end": round(len(predictions) / wall),
-        "peak_rss_mb": round(peak_mb),
-        "per_node_s": {k: round(v, 2) for k, v in timer.elapsed.items()},
-        # Catalog reads and writes of more than 50 ms (the rest is in-memory hand-offs).
-        "io_s": {k: round(v, 2) for k, v in timer.io.items() if v > 0.05},
-        "peak_rss_mb_after_node": {k: round(v) for k, v in timer.peak_mb.items()},
-        "session_start_to_pipeline_start_s": round(timer.pipeline_started - started, 2),
+    text = log.read_text()
+    if child.returncode != 0:
+        raise SystemExit(f"kedro run failed ({child.returncode}); see {log}")
+    match = PROCESSING_LINE.search(" ".join(text.split()))
+    run = json.loads((PROJECT / "data/08_reporting/inference_run.json").read_text())
+    return {
+        "workers": workers,
+        "wall_s": round(wall, 1),
+        "processing_s": float(match.group(4)) if match else None,
+        "windows": run["windows"],
+        "processed": run["processed"],
+        "failed": len(run["failed"]),
+        "peak_tree_rss_gb": round(peak / 1e9, 2),
     }
-    print(json.dumps(figures, indent=2))
 
 
 def main() -> None:
-    """Prepares the recording if needed, then measures in a fresh process."""
+    """Builds the data if needed, then measures each worker count in a fresh process."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--hours", type=float, default=24.0)
-    parser.add_argument("--folder", type=Path, default=PROJECT / "data/01_raw/benchmark_24h")
-    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--participants", type=int, default=2)
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    parser.add_argument("--single-export", action="store_true")
     args = parser.parse_args()
-    if args.measure:
-        measure(args.folder)
-        return
-    if not (args.folder / "day_24h" / "accelerometer.csv").is_file():
+    day_folder = PROJECT / "data/01_raw/benchmark_24h"
+    if not (day_folder / "day_24h" / "accelerometer.csv").is_file():
         started = time.perf_counter()
-        build_recording(args.folder, args.hours)
-        print(f"Built {args.hours} h recording in {time.perf_counter() - started:.0f} s")
-    print(f"$ python benchmarks/inference.py --hours {args.hours}")
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, __file__, "--measure", "--folder", str(args.folder)], check=True
-    )
-    # What a user waits for: interpreter start, imports, Kedro session, pipeline, writing.
-    print(f"process wall time (start to exit): {time.perf_counter() - started:.2f} s")
+        build_day(day_folder)
+        print(f"Built the 24 h recording in {time.perf_counter() - started:.0f} s")
+    kind = "single" if args.single_export else f"{args.participants}p"
+    study = PROJECT / f"data/01_raw/benchmark_study_{args.days}d_{kind}"
+    if not study.is_dir():
+        started = time.perf_counter()
+        build_study(day_folder / "day_24h", study, args.days, args.participants, args.single_export)
+        print(f"Built {study.name} in {time.perf_counter() - started:.0f} s")
+    results = []
+    for workers in (int(w) for w in args.workers.split(",")):
+        result = run_once(study, workers, PROJECT / f"data/08_reporting/benchmark_{workers}w.log")
+        result["s_per_day"] = round(result["wall_s"] / args.days, 2)
+        result["windows_per_s"] = round(result["windows"] / result["wall_s"])
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    if len(results) > 1 and all(r["processing_s"] for r in results):
+        base = results[0]
+        for r in results[1:]:
+            speedup = base["processing_s"] / r["processing_s"]
+            print(
+                f"processing part: {r['workers']} workers {speedup:.2f}x the throughput of "
+                f"{base['workers']} ({base['processing_s']} s -> {r['processing_s']} s)"
+            )
 
 
 if __name__ == "__main__":

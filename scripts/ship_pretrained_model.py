@@ -19,6 +19,8 @@ FILES = {
     "data/08_reporting/baseline_report.json": "baseline_report.json",
     # Written by the same training run (the monitoring reference nodes are part of it).
     "data/06_models/reference_profile.json": "reference_profile.json",
+    # The smoothing's transition matrix, estimated by the same run from its training labels.
+    "data/06_models/activity_transitions.json": "activity_transitions.json",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,36 @@ def is_bundle_folder(folder: str | Path) -> bool:
     """A folder holding both the Keras model and its contract."""
     folder = Path(folder)
     return (folder / MODEL_FILE).is_file() and (folder / CONTRACT_FILE).is_file()
+
+
+class ModelBundle(Mapping):
+    """A bundle folder's ``{"model", "contract", "source", "model_file"}``, the model loaded lazily.
+
+    Reading the contract or the file's path does not import TensorFlow (~0.8 GB resident): a
+    process that only ships the model file to Dask workers never pays for it.
+    """
+
+    def __init__(self, folder: str | Path):
+        folder = Path(folder)
+        self._model: Any = None
+        self._fields = {
+            "contract": json.loads((folder / CONTRACT_FILE).read_text()),
+            "source": str(folder / MODEL_FILE),
+            "model_file": str(folder / MODEL_FILE),
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "model":
+            if self._model is None:
+                self._model = load_keras(self._fields["model_file"])
+            return self._model
+        return self._fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["model", *self._fields])
+
+    def __len__(self) -> int:
+        return len(self._fields) + 1
 
 
 def load_bundle_folder(folder: str | Path) -> dict[str, Any]:

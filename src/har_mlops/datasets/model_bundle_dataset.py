@@ -11,8 +11,8 @@ from kedro.io import AbstractDataset, DatasetError
 from har_mlops.model_io import (
     CONTRACT_FILE,
     MODEL_FILE,
+    ModelBundle,
     is_bundle_folder,
-    load_bundle_folder,
     load_logged_model,
     save_bundle_folder,
 )
@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 class ModelBundleDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     """``{"model": keras.Model, "contract": dict, "source": str}`` from one of two places.
+
+    A local bundle also has ``model_file`` and loads its Keras model on first access only.
 
     ``source: local`` tries each folder of ``paths`` in order and takes the first holding both
     ``har_cnn_bilstm.keras`` and ``model_contract.json``: by default the last trained model
@@ -52,7 +54,7 @@ class ModelBundleDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         for folder in self._paths:
             if is_bundle_folder(folder):
                 logger.info("Using the model in %s", folder)
-                return load_bundle_folder(folder)
+                return ModelBundle(folder)
         raise DatasetError(
             f"No model bundle ({MODEL_FILE} + {CONTRACT_FILE}) in any of "
             f"{[str(p) for p in self._paths]}; run `kedro run --pipelines training` first"

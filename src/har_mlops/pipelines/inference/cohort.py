@@ -9,6 +9,7 @@ the model is shipped once to every worker by a worker plugin and loaded there on
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,7 +18,7 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from distributed import WorkerPlugin
 
 from har_mlops.contract import CHANNELS, STREAM_CHANNELS, ContractMismatchError, contract_scaler
 from har_mlops.datasets.recording_index_dataset import ChunkReadError, iter_raw_chunks
-from har_mlops.forward import CompiledForward, power_of_two_buckets
+from har_mlops.forward import CompiledForward
 from har_mlops.parameters import (
     Cohort,
     Labels,
@@ -48,7 +49,6 @@ from .nodes import check_contract, window_table
 logger = logging.getLogger(__name__)
 
 PLUGIN_NAME = "har-recording-model"
-SMALLEST_BUCKET = 256
 ACCELEROMETER = [CHANNELS.index(c) for c in STREAM_CHANNELS["accelerometer"]]
 
 
@@ -92,11 +92,17 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def model_fingerprint(model: Any, contract: dict[str, Any], transitions: dict[str, Any]) -> str:
-    """Hash of the weights, the preprocessing contract and the smoothing transitions."""
+def model_fingerprint(bundle: Mapping[str, Any], transitions: dict[str, Any]) -> str:
+    """Hash of the model (its file, else its weights), contract and smoothing transitions."""
     digest = hashlib.sha256()
-    for weights in model.get_weights():
-        digest.update(np.ascontiguousarray(weights).tobytes())
+    contract = bundle["contract"]
+    if "model_file" in bundle:
+        with open(bundle["model_file"], "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        for weights in bundle["model"].get_weights():
+            digest.update(np.ascontiguousarray(weights).tobytes())
     digest.update(_digest(contract).encode())
     digest.update(_digest(transitions).encode())
     return digest.hexdigest()[:16]
@@ -115,14 +121,16 @@ class RecordingModel:
         self.contract = contract
         self.transitions = transitions
         self.scaler = contract_scaler(contract)
-        batch = int(prediction["batch_size"])
+        self.batch_size = int(prediction["batch_size"])
+        # One batch shape: windows are predicted in full batches (only a recording's last one
+        # is padded), so XLA compiles once per worker, at start.
         self.forward = CompiledForward(
             model,
             int(contract["window_size"]),
             len(contract["channels"]),
-            power_of_two_buckets(min(SMALLEST_BUCKET, batch), batch),
+            [self.batch_size],
             jit_compile=prediction["jit_compile"],
-            warm_up=False,
+            warm_up=True,
         )
 
     def probabilities(self, signals: np.ndarray) -> np.ndarray:
@@ -130,9 +138,38 @@ class RecordingModel:
         return self.forward.predict_signals(signals, self.scaler)
 
 
-def model_to_bytes(model: Any) -> bytes:
+class WindowBatcher:
+    """Collects windows over chunks and releases them in full prediction batches."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self.pending: list[dict[str, np.ndarray]] = []
+
+    def add(self, windows: dict[str, np.ndarray], final: bool = False) -> dict[str, np.ndarray]:
+        """The windows ready to predict: whole batches, or everything when ``final``."""
+        if len(windows["start_ms"]):
+            self.pending.append(windows)
+        if not self.pending:
+            return {}
+        merged = (
+            self.pending[0]
+            if len(self.pending) == 1
+            else {k: np.concatenate([p[k] for p in self.pending]) for k in self.pending[0]}
+        )
+        n = len(merged["start_ms"])
+        ready = n if final else n - n % self.batch_size
+        self.pending = [{k: v[ready:] for k, v in merged.items()}] if ready < n else []
+        return {k: v[:ready] for k, v in merged.items()} if ready else {}
+
+
+def model_to_bytes(bundle: Mapping[str, Any]) -> bytes:
     """The Keras file's bytes: what a worker plugin carries to each worker."""
     from har_mlops.model_io import save_keras
+
+    if "model_file" in bundle:
+        with open(bundle["model_file"], "rb") as file:
+            return file.read()
+    model = bundle["model"]
 
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "model.keras")
@@ -193,6 +230,52 @@ class SignalSample:
         return {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]}
 
 
+def _with_last_flag(items: Iterator[Any]) -> Iterator[tuple[Any, bool]]:
+    """Each item with whether it is the last one."""
+    iterator = iter(items)
+    try:
+        previous = next(iterator)
+    except StopIteration:
+        return
+    for item in iterator:
+        yield previous, False
+        previous = item
+    yield previous, True
+
+
+def _predicted_table(
+    windows: dict[str, np.ndarray],
+    model: RecordingModel,
+    classes: list[str],
+    settings: ChainSettings,
+    sample: SignalSample,
+) -> pd.DataFrame:
+    """The per-window table of a batch of windows, and its share of the monitoring sample."""
+    table = window_table(
+        windows,
+        model.probabilities(windows["signals"]),
+        classes,
+        settings.prediction["low_confidence_threshold"],
+    )
+    motion = window_motion(windows["signals"], ACCELEROMETER)
+    sample.add(
+        {
+            "signals": windows["signals"],
+            "start_ms": windows["start_ms"],
+            "end_ms": windows["end_ms"],
+            "label": windows["label"].astype(str),
+            "activity": table["activity"].to_numpy(str),
+            "confidence": table["confidence"].to_numpy(np.float64),
+        }
+    )
+    return table.assign(
+        label=pd.array(np.where(windows["label"] == "", None, windows["label"]), "string"),
+        acc_std_x=motion[:, 0],
+        acc_std_y=motion[:, 1],
+        acc_std_z=motion[:, 2],
+    )
+
+
 def _recording_windows(
     job: dict[str, Any], model: RecordingModel, settings: ChainSettings
 ) -> tuple[pd.DataFrame, list[dict[str, Any]], dict[str, np.ndarray]]:
@@ -207,9 +290,11 @@ def _recording_windows(
     )
     state = ChunkState()
     classes = list(model.contract["class_names"])
-    tables = []
+    tables: list[pd.DataFrame] = []
     sample = SignalSample(cohort.monitoring_windows)
-    for windows in chunk_windows(
+    batcher = WindowBatcher(model.batch_size)
+    checked = False
+    per_chunk = chunk_windows(
         chunks,
         job["recording_id"],
         settings.raw_source,
@@ -217,39 +302,17 @@ def _recording_windows(
         settings.resampling,
         settings.windowing,
         state,
-    ):
-        if len(windows["signals"]) == 0:
-            continue
-        if not tables:
+    )
+    for windows, final in _with_last_flag(per_chunk):
+        if len(windows["signals"]) and not checked:
             bundle = {"contract": model.contract, "source": job["model_source"]}
             check_contract(
                 bundle, windows, settings.windowing, settings.resampling, settings.labels
             )
-        table = window_table(
-            windows,
-            model.probabilities(windows["signals"]),
-            classes,
-            settings.prediction["low_confidence_threshold"],
-        )
-        motion = window_motion(windows["signals"], ACCELEROMETER)
-        sample.add(
-            {
-                "signals": windows["signals"],
-                "start_ms": windows["start_ms"],
-                "end_ms": windows["end_ms"],
-                "label": windows["label"].astype(str),
-                "activity": table["activity"].to_numpy(str),
-                "confidence": table["confidence"].to_numpy(np.float64),
-            }
-        )
-        tables.append(
-            table.assign(
-                label=pd.array(np.where(windows["label"] == "", None, windows["label"]), "string"),
-                acc_std_x=motion[:, 0],
-                acc_std_y=motion[:, 1],
-                acc_std_z=motion[:, 2],
-            )
-        )
+            checked = True
+        ready = batcher.add(windows, final)
+        if ready:
+            tables.append(_predicted_table(ready, model, classes, settings, sample))
     if not tables:
         return pd.DataFrame(), state.entries, {}
     return pd.concat(tables, ignore_index=True), state.entries, sample.arrays()
@@ -416,6 +479,21 @@ def _failed(
     }
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Discards what C++ code writes to stderr meanwhile (Python exceptions still propagate)."""
+    # TensorFlow's start-up notices (oneDNN, CUDA probing) are written by absl before its log
+    # level applies; every worker would print them into the user's run log.
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class RecordingModelPlugin(WorkerPlugin):
     """Loads the model once per Dask worker (at worker start, restarts included)."""
 
@@ -427,7 +505,9 @@ class RecordingModelPlugin(WorkerPlugin):
         contract: dict[str, Any],
         transitions: dict[str, Any],
         prediction: Prediction,
+        threads: int = 1,
     ):
+        self.threads = threads
         self.model_bytes = model_bytes
         self.contract = contract
         self.transitions = transitions
@@ -435,7 +515,17 @@ class RecordingModelPlugin(WorkerPlugin):
         self.model: RecordingModel | None = None
 
     def setup(self, worker: Any) -> None:
-        """Loads the model in the worker process."""
+        """Loads the model in the worker process, with TensorFlow on the worker's threads."""
+        with _native_stderr_silenced():
+            import tensorflow as tf
+
+        # Each worker process gets its share of the cores: TensorFlow would otherwise run as
+        # many threads as the machine has cores in every worker.
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(self.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(self.threads)
+        except RuntimeError:
+            logger.debug("TensorFlow was initialised before the plugin; threads unchanged")
         self.model = RecordingModel(
             model_from_bytes(self.model_bytes), self.contract, self.transitions, self.prediction
         )
@@ -462,6 +552,9 @@ def _client(cohort: Cohort) -> Any:
         processes=True,
         memory_limit=cohort.memory_limit,
         dashboard_address=None,
+        # Workers log to this run's output: without this, TensorFlow's start-up notices would
+        # open it (the project's settings quiet them in this process only).
+        env={"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")},
     )
     logger.info("Started a Dask LocalCluster of %d worker process(es)", cohort.n_workers)
     return Client(cluster)
@@ -489,7 +582,7 @@ def collect(futures: dict[Any, dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 def run_jobs(
     jobs: list[dict[str, Any]],
-    model_bundle: dict[str, Any],
+    model_bundle: Mapping[str, Any],
     transitions: dict[str, Any],
     settings: ChainSettings,
 ) -> Iterator[dict[str, Any]]:
@@ -504,10 +597,11 @@ def run_jobs(
             yield process_recording(job, model, settings)
         return
     plugin = RecordingModelPlugin(
-        model_to_bytes(model_bundle["model"]),
+        model_to_bytes(model_bundle),
         model_bundle["contract"],
         transitions,
         settings.prediction,
+        settings.cohort.threads_per_worker,
     )
     with _client(settings.cohort) as client:
         client.register_plugin(plugin, name=PLUGIN_NAME)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,7 +67,7 @@ def _input_facts(entry: dict[str, Any]) -> dict[str, Any]:
 def plan_recordings(
     inference_recordings: dict[str, dict[str, Any]],
     previous_recording_outputs: RecordingOutputs,
-    model_bundle: dict[str, Any],
+    model_bundle: Mapping[str, Any],
     activity_transitions: dict[str, Any],
     cohort_settings: ChainSettings,
 ) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def plan_recordings(
         )
     if not inference_recordings:
         raise ValueError("No recording folder in the inference input folder")
-    model_version = model_fingerprint(model_bundle["model"], contract, activity_transitions)
+    model_version = model_fingerprint(model_bundle, activity_transitions)
     settings_version = cohort_settings.fingerprint()
     previous = previous_recording_outputs.manifests()
     jobs, skipped = [], []
@@ -136,7 +136,7 @@ def plan_recordings(
 
 def predict_recordings(
     recording_plan: dict[str, Any],
-    model_bundle: dict[str, Any],
+    model_bundle: Mapping[str, Any],
     activity_transitions: dict[str, Any],
     cohort_settings: ChainSettings,
 ) -> Iterator[dict[str, Any]]:
@@ -230,7 +230,7 @@ def summarise_recordings_table(recording_outputs: RecordingOutputs) -> pd.DataFr
 
 
 def summarise_days(
-    recording_outputs: RecordingOutputs, model_bundle: dict[str, Any]
+    recording_outputs: RecordingOutputs, model_bundle: Mapping[str, Any]
 ) -> pd.DataFrame:
     """Per participant and local day: minutes per activity, wear, non-wear, coverage."""
     partials = [frame for _, frame in recording_outputs.read("daily")]
@@ -242,13 +242,15 @@ def collect_minutes(recording_outputs: RecordingOutputs) -> pd.DataFrame:
     return recording_outputs.read_all("minutes")
 
 
-def plot_study_actogram(activity_minutes: pd.DataFrame, model_bundle: dict[str, Any]) -> go.Figure:
+def plot_study_actogram(
+    activity_minutes: pd.DataFrame, model_bundle: Mapping[str, Any]
+) -> go.Figure:
     """Hour of day x day per participant, coloured by activity, non-wear shown."""
     return plot_actogram(activity_minutes, list(model_bundle["contract"]["class_names"]))
 
 
 def plot_study_daily_minutes(
-    daily_activity: pd.DataFrame, model_bundle: dict[str, Any]
+    daily_activity: pd.DataFrame, model_bundle: Mapping[str, Any]
 ) -> go.Figure:
     """Minutes per activity per day and participant (stacked), with non-wear."""
     return plot_daily_minutes(daily_activity, list(model_bundle["contract"]["class_names"]))
@@ -265,7 +267,7 @@ def render_study_report(
 
 
 def score_recordings(
-    recording_outputs: RecordingOutputs, model_bundle: dict[str, Any]
+    recording_outputs: RecordingOutputs, model_bundle: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Accuracy and macro-F1 of raw and smoothed activities where recordings carry labels."""
     classes = list(model_bundle["contract"]["class_names"])
