@@ -11,14 +11,14 @@ writes the same days as ONE long export instead (read in time chunks). For each 
 it runs the inference pipeline in a fresh process with ``inference.cohort.force=true`` and
 prints total wall time, seconds per day of data, windows per second, the time of the
 processing part (the predict_recordings node) and the peak memory of the whole process tree,
-Dask workers included (the sum of resident memory over all processes, sampled every 0.2 s).
+Dask workers included (resident memory and proportional set size, each summed over all processes, sampled
+every 0.2 s).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
@@ -36,9 +36,6 @@ TEST_SUBJECTS = [2, 4, 9, 10, 12, 13, 18, 20, 24]
 START_EPOCH_MS = 1_767_261_600_000
 DAY_MS = 86_400_000
 STREAMS = ("accelerometer.csv", "gyroscope.csv")
-PROCESSING_LINE = re.compile(
-    r"Recordings: (\d+) processed, (\d+) skipped, (\d+) failed in ([\d.]+) s"
-)
 
 
 def build_day(folder: Path, hours: float = 24.0) -> None:
@@ -92,15 +89,21 @@ def build_study(day: Path, folder: Path, days: int, participants: int, single: b
             pacsv.write_csv(_shifted(day / stream, d // participants), target / stream, options)
 
 
-def _tree_rss(process: psutil.Process) -> int:
-    """Resident memory of a process and all its descendants, in bytes."""
-    total = 0
+def _tree_memory(process: psutil.Process) -> tuple[int, int]:
+    """Resident memory (RSS) and proportional set size (PSS) summed over a process tree.
+
+    RSS counts the shared library pages every TensorFlow process maps (~0.4 GB each) once per
+    process; PSS shares them out, so its sum is what the tree takes from the machine.
+    """
+    rss = pss = 0
     for p in [process, *process.children(recursive=True)]:
         try:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
+            info = p.memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        rss += info.rss
+        pss += info.pss
+    return rss, pss
 
 
 def run_once(folder: Path, workers: int, log: Path) -> dict:
@@ -111,27 +114,27 @@ def run_once(folder: Path, workers: int, log: Path) -> dict:
     command = [sys.executable, "-m", "kedro", "run", "--pipelines", "inference", "--params", params]
     print(f"$ {' '.join(command)}", flush=True)
     started = time.perf_counter()
-    peak = 0
+    peak_rss = peak_pss = 0
     with log.open("w") as out:
         child = subprocess.Popen(command, cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT)
         watched = psutil.Process(child.pid)
         while child.poll() is None:
-            peak = max(peak, _tree_rss(watched))
+            rss, pss = _tree_memory(watched)
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
             time.sleep(0.2)
     wall = time.perf_counter() - started
-    text = log.read_text()
     if child.returncode != 0:
         raise SystemExit(f"kedro run failed ({child.returncode}); see {log}")
-    match = PROCESSING_LINE.search(" ".join(text.split()))
     run = json.loads((PROJECT / "data/08_reporting/inference_run.json").read_text())
     return {
         "workers": workers,
         "wall_s": round(wall, 1),
-        "processing_s": float(match.group(4)) if match else None,
+        "processing_s": run.get("processing_s"),
         "windows": run["windows"],
         "processed": run["processed"],
         "failed": len(run["failed"]),
-        "peak_tree_rss_gb": round(peak / 1e9, 2),
+        "peak_tree_rss_gb": round(peak_rss / 1e9, 2),
+        "peak_tree_pss_gb": round(peak_pss / 1e9, 2),
     }
 
 

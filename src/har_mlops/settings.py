@@ -13,6 +13,12 @@ ignore_known_notices()
 if not Path("/proc/driver/nvidia/version").exists():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# Dask's scheduler, nannies and workers log every start, connection and shutdown at INFO;
+# the run log keeps their warnings (a worker lost, memory pressure). Dask sets its loggers'
+# levels when it is imported, after Kedro's logging.yml, so its own setting is the one that
+# holds (a user's DASK_LOGGING__DISTRIBUTED wins).
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
 # kedro-mlflow's hook, subclassed to log typed parameter groups as nested keys.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow", "kedro_mlflow")
 HOOKS = (TypedParamsMlflowHook(), RunSummaryHook())

@@ -400,6 +400,7 @@ def process_recording(
         "recording_id": job["recording_id"],
         "timezone": job["entry"]["timezone"],
         "fingerprint": job["fingerprint"],
+        "started_at": time.time(),
     }
     if job["entry"]["problems"]:
         return _failed(manifest, "; ".join(job["entry"]["problems"]), started)
@@ -447,6 +448,7 @@ def process_recording(
             "last_window_ms": float(table["window_end_ms"].iloc[-1]),
             "validation": validation,
             "seconds": round(time.perf_counter() - started, 3),
+            "finished_at": time.time(),
         },
         "tables": {
             "windows": table,

@@ -182,6 +182,13 @@ def report_run(
         "failed": failed,
         "windows": int(sum(m.get("windows", 0) for m in ours.values())),
     }
+    this_run = [m for (_, r), m in ours.items() if r in planned and "finished_at" in m]
+    if this_run:
+        # From the first recording's start to the last one's end, on the workers: the
+        # processing part, without starting the cluster and the workers.
+        run["processing_s"] = round(
+            max(m["finished_at"] for m in this_run) - min(m["started_at"] for m in this_run), 2
+        )
     entries = [m["validation"] for m in ours.values() if "validation" in m]
     accepted = sum(e["status"] == "accepted" for e in entries)
     validation_report = {
