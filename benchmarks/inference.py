@@ -76,7 +76,9 @@ def build_study(day: Path, folder: Path, days: int, participants: int, single: b
         target.mkdir()
         (target / "metadata.json").write_text(json.dumps({"subject_id": "P1", "timezone": "UTC"}))
         for stream in STREAMS:
-            with pacsv.CSVWriter(target / stream, _shifted(day / stream, 0).schema, options) as w:
+            with pacsv.CSVWriter(
+                target / stream, _shifted(day / stream, 0).schema, write_options=options
+            ) as w:
                 for d in range(days):
                     w.write_table(_shifted(day / stream, d))
         return
