@@ -25,4 +25,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     # Pipelines are sets of nodes: the reference nodes in both `training` and
     # `monitoring_reference` are the same nodes and run once.
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    # What each inference task runs on every time chunk of a recording: registered so that
+    # kedro-viz shows it, left out of __default__ (its inputs come from the task).
+    pipelines["inference_chunk"] = inference.create_chunk_pipeline()
     return pipelines

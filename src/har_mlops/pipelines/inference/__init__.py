@@ -1,5 +1,5 @@
-"""New wearable recordings to per-window activities, summaries and timelines."""
+"""Inference: a study folder, recording by recording, on Dask."""
 
-from .pipeline import create_pipeline
+from .pipeline import create_chunk_pipeline, create_pipeline
 
-__all__ = ["create_pipeline"]
+__all__ = ["create_chunk_pipeline", "create_pipeline"]

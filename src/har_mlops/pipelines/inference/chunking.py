@@ -1,7 +1,8 @@
 """One recording through the inference chain, one time chunk at a time.
 
-The chain is the pipelines' own node functions (validate, resample, convert units, label,
-window, contract check, predict). A long export is read in chunks of ``chunk_minutes`` with a
+The chain is the registered ``inference_chunk`` pipeline (``pipeline.py``): the data_processing
+node functions (validate, resample, convert units, label, window) and the nodes below that
+carry a recording across chunk borders; :func:`run_chain` runs it on each chunk. A long export is read in chunks of ``chunk_minutes`` with a
 margin of raw samples on both sides; three things carry over a chunk border so that windows and
 predictions equal a whole-recording run:
 
@@ -14,21 +15,15 @@ predictions equal a whole-recording run:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from kedro.pipeline import Pipeline
 
-from har_mlops.parameters import RawSource, Resampling, Validation, Windowing
-from har_mlops.pipelines.data_processing.nodes import (
-    assign_labels,
-    convert_units,
-    resample_recordings,
-    validate_recordings,
-    window_samples,
-)
+from har_mlops.parameters import Resampling, Windowing
 from har_mlops.pipelines.data_processing.validation import NoValidRecordingsError
 
 logger = logging.getLogger(__name__)
@@ -44,10 +39,8 @@ def margin_ms(resampling: Resampling) -> float:
 
 @dataclass
 class ChunkState:
-    """What one chunk hands to the next, plus the per-chunk validation entries."""
+    """The validation entries of a recording's chunks, collected while they run."""
 
-    origin_ms: float | None = None
-    carry: pd.DataFrame | None = None
     entries: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -56,7 +49,61 @@ def _grid_index(timestamps: np.ndarray, origin_ms: float, period_ms: float) -> n
     return np.rint((timestamps - origin_ms) / period_ms).astype(np.int64)
 
 
-def _next_carry(samples: pd.DataFrame, windowing: Windowing) -> pd.DataFrame:
+def place_on_grid(
+    validated_chunk: dict[str, dict[str, Any]], chunk_context: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The chunk's recording on the whole recording's resampling grid, once its origin is known."""
+    if chunk_context["origin_ms"] is None:
+        return validated_chunk
+    return {
+        rec_id: {**record, "grid_origin_ms": chunk_context["origin_ms"]}
+        for rec_id, record in validated_chunk.items()
+    }
+
+
+def keep_chunk_range(resampled_chunk: pd.DataFrame, chunk_context: dict[str, Any]) -> pd.DataFrame:
+    """The chunk's own grid points; the margin read around them belongs to its neighbours."""
+    t = resampled_chunk["timestamp"].to_numpy()
+    inside = (t >= chunk_context["keep_from"]) & (t < chunk_context["keep_until"])
+    return resampled_chunk if inside.all() else resampled_chunk.iloc[np.flatnonzero(inside)]
+
+
+def _origin(samples: pd.DataFrame, chunk_context: dict[str, Any]) -> float | None:
+    """The grid's origin: known from an earlier chunk, else this chunk's first grid point."""
+    if chunk_context["origin_ms"] is not None:
+        return chunk_context["origin_ms"]
+    return float(samples["timestamp"].iloc[0]) if len(samples) else None
+
+
+def continue_segments(
+    labelled_chunk: pd.DataFrame, chunk_context: dict[str, Any], resampling: Resampling
+) -> pd.DataFrame:
+    """The samples carried from the last chunk, then this chunk's, segments cut at grid gaps."""
+    carry = chunk_context["carry"]
+    samples = (
+        pd.concat([carry, labelled_chunk], ignore_index=True)
+        if carry is not None and len(carry)
+        else labelled_chunk
+    )
+    origin = _origin(samples, chunk_context)
+    if origin is None:
+        return samples
+    period_ms = 1000.0 / resampling["target_rate_hz"]
+    k = _grid_index(samples["timestamp"].to_numpy(), origin, period_ms)
+    return samples.assign(segment_id=np.cumsum(np.r_[False, np.diff(k) != 1]).astype("int32"))
+
+
+def next_chunk_context(
+    continued_samples: pd.DataFrame, chunk_context: dict[str, Any], windowing: Windowing
+) -> dict[str, Any]:
+    """What the next chunk continues: the grid's origin and the samples after the last window."""
+    return {
+        "origin_ms": _origin(continued_samples, chunk_context),
+        "carry": _unfinished_samples(continued_samples, windowing),
+    }
+
+
+def _unfinished_samples(samples: pd.DataFrame, windowing: Windowing) -> pd.DataFrame:
     """Samples of the last segment from its first window start that had no full window yet."""
     size = int(windowing["window_size"])
     step = max(1, round(size * (1.0 - float(windowing["overlap"]))))
@@ -70,83 +117,65 @@ def _next_carry(samples: pd.DataFrame, windowing: Windowing) -> pd.DataFrame:
     return samples.iloc[run_start + unfinished :]
 
 
-def _with_carry(samples: pd.DataFrame, state: ChunkState, period_ms: float) -> pd.DataFrame:
-    """The chunk's samples after the carried ones, with segments renumbered from grid gaps."""
-    if state.carry is not None and not state.carry.empty:
-        samples = pd.concat([state.carry, samples], ignore_index=True)
-    k = _grid_index(samples["timestamp"].to_numpy(), state.origin_ms, period_ms)
-    segment = np.cumsum(np.r_[False, np.diff(k) != 1]).astype("int32")
-    return samples.assign(segment_id=segment)
+def run_chain(pipeline: Pipeline, store: dict[str, Any]) -> None:
+    """Runs the nodes in order on ``store`` (datasets by name), adding each node's outputs."""
+    # Node.run, not a Kedro runner: a chunk is a few milliseconds of work, and a runner's
+    # catalog, hooks and logging per chunk would cost more than the chunk.
+    for node in pipeline.nodes:
+        store.update(node.run({name: store[name] for name in node.inputs}))
 
 
-def _resampled_chunk(
-    record: dict[str, Any],
-    rec_id: str,
-    state: ChunkState,
-    raw_source: RawSource,
-    validation: Validation,
-    resampling: Resampling,
-    windowing: Windowing,
-) -> tuple[pd.DataFrame | None, dict[str, dict[str, Any]]]:
-    """Validated and resampled samples of one chunk (None if the chunk has none)."""
-    try:
-        validated, report = validate_recordings(
-            {rec_id: record}, raw_source, validation, resampling, windowing
-        )
-    except NoValidRecordingsError as exc:
-        # A rejected chunk is a gap; validation's reasons stay in the recording's report.
-        state.entries.extend(exc.report["recordings"] if exc.report else [])
-        return None, {}
-    state.entries.extend(report["recordings"])
-    if state.origin_ms is not None:
-        validated = {rec_id: {**validated[rec_id], "grid_origin_ms": state.origin_ms}}
-    try:
-        samples = resample_recordings(validated, resampling)
-    except ValueError as exc:
-        if "overlapping" not in str(exc):
-            raise
-        return None, validated
-    if state.origin_ms is None:
-        state.origin_ms = float(samples["timestamp"].iloc[0])
-    return samples, validated
+def _unparsable_entries(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Report entries for rows the chunk reader left out (no parsable time)."""
+    return [
+        {
+            "problems": [
+                {
+                    "file": record["files"][stream],
+                    "problem": "rows with unparsable timestamps dropped",
+                    "rows_affected": rows,
+                    "action": "repaired",
+                }
+            ]
+        }
+        for stream, rows in record.get("unparsable_timestamps", {}).items()
+    ]
 
 
 def chunk_windows(
     chunks: Iterable[tuple[dict[str, Any], float, float]],
     rec_id: str,
-    raw_source: RawSource,
-    validation: Validation,
-    resampling: Resampling,
-    windowing: Windowing,
+    chunk_pipeline: Pipeline,
+    parameters: dict[str, Any],
     state: ChunkState,
-) -> Iterable[dict[str, np.ndarray]]:
-    """Windows of each chunk, equal to the whole recording's windows cut at chunk borders."""
-    period_ms = 1000.0 / resampling["target_rate_hz"]
+) -> Iterator[dict[str, np.ndarray]]:
+    """Windows of each chunk, equal to the whole recording's windows cut at chunk borders.
+
+    ``chunk_pipeline`` is the registered ``inference_chunk`` pipeline; ``parameters`` maps its
+    ``params:`` inputs to their typed groups.
+    """
+    context: dict[str, Any] = {"origin_ms": None, "carry": None}
     for record, keep_from, keep_until in chunks:
-        for stream, rows in record.get("unparsable_timestamps", {}).items():
-            state.entries.append(
-                {
-                    "problems": [
-                        {
-                            "file": record["files"][stream],
-                            "problem": "rows with unparsable timestamps dropped",
-                            "rows_affected": rows,
-                            "action": "repaired",
-                        }
-                    ]
-                }
-            )
-        samples, validated = _resampled_chunk(
-            record, rec_id, state, raw_source, validation, resampling, windowing
-        )
-        if samples is None:
-            state.carry = None
+        state.entries.extend(_unparsable_entries(record))
+        store = {
+            **parameters,
+            "raw_chunk": {rec_id: record},
+            "chunk_context": {**context, "keep_from": keep_from, "keep_until": keep_until},
+        }
+        try:
+            run_chain(chunk_pipeline, store)
+        except NoValidRecordingsError as exc:
+            # A rejected chunk is a gap; validation's reasons stay in the recording's report.
+            state.entries.extend(exc.report["recordings"] if exc.report else [])
+            context = {"origin_ms": context["origin_ms"], "carry": None}
             continue
-        t = samples["timestamp"].to_numpy()
-        inside = (t >= keep_from) & (t < keep_until)
-        if not inside.all():
-            samples = samples.iloc[np.flatnonzero(inside)]
-        labelled = assign_labels(convert_units(samples, raw_source), validated, raw_source)
-        labelled = _with_carry(labelled, state, period_ms)
-        state.carry = _next_carry(labelled, windowing)
-        yield window_samples(labelled, windowing)
+        except ValueError as exc:
+            # resample_recordings: nothing in this chunk where both streams overlap.
+            if "overlapping" not in str(exc):
+                raise
+            state.entries.extend(store["chunk_validation_report"]["recordings"])
+            context = {"origin_ms": context["origin_ms"], "carry": None}
+            continue
+        state.entries.extend(store["chunk_validation_report"]["recordings"])
+        context = store["next_chunk_context"]
+        yield store["chunk_windows"]

@@ -66,6 +66,15 @@ class ChainSettings:
     non_wear: NonWear
     cohort: Cohort
 
+    def chunk_parameters(self) -> dict[str, Any]:
+        """The chunk pipeline's ``params:`` inputs."""
+        return {
+            "params:inference.raw_source": self.raw_source,
+            "params:validation": self.validation,
+            "params:resampling": self.resampling,
+            "params:windowing": self.windowing,
+        }
+
     def fingerprint(self) -> str:
         """Hash of every setting that changes a recording's outputs."""
         settings = {
@@ -294,13 +303,13 @@ def _recording_windows(
     sample = SignalSample(cohort.monitoring_windows)
     batcher = WindowBatcher(model.batch_size)
     checked = False
+    from .pipeline import create_chunk_pipeline
+
     per_chunk = chunk_windows(
         chunks,
         job["recording_id"],
-        settings.raw_source,
-        settings.validation,
-        settings.resampling,
-        settings.windowing,
+        create_chunk_pipeline(),
+        settings.chunk_parameters(),
         state,
     )
     for windows, final in _with_last_flag(per_chunk):

@@ -2,6 +2,15 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from har_mlops.pipelines.data_processing.nodes import (
+    assign_labels,
+    convert_units,
+    resample_recordings,
+    validate_recordings,
+    window_samples,
+)
+
+from .chunking import continue_segments, keep_chunk_range, next_chunk_context, place_on_grid
 from .study import (
     chain_settings,
     collect_minutes,
@@ -15,6 +24,78 @@ from .study import (
     summarise_days,
     summarise_recordings_table,
 )
+
+
+def create_chunk_pipeline() -> Pipeline:
+    """The chain every Dask task runs on each time chunk of its recording (``run_chain``).
+
+    Registered as ``inference_chunk`` so that kedro-viz shows it; its inputs come from the
+    task (a chunk of raw samples, what the previous chunk left), not from the catalog.
+    """
+    return Pipeline(
+        [
+            Node(
+                validate_recordings,
+                inputs=[
+                    "raw_chunk",
+                    "params:inference.raw_source",
+                    "params:validation",
+                    "params:resampling",
+                    "params:windowing",
+                ],
+                outputs=["validated_chunk", "chunk_validation_report"],
+                name="validate_chunk",
+            ),
+            Node(
+                place_on_grid,
+                inputs=["validated_chunk", "chunk_context"],
+                outputs="gridded_chunk",
+                name="place_on_grid",
+            ),
+            Node(
+                resample_recordings,
+                inputs=["gridded_chunk", "params:resampling"],
+                outputs="resampled_chunk",
+                name="resample_chunk",
+            ),
+            Node(
+                keep_chunk_range,
+                inputs=["resampled_chunk", "chunk_context"],
+                outputs="kept_chunk",
+                name="keep_chunk_range",
+            ),
+            Node(
+                convert_units,
+                inputs=["kept_chunk", "params:inference.raw_source"],
+                outputs="converted_chunk",
+                name="convert_chunk_units",
+            ),
+            Node(
+                assign_labels,
+                inputs=["converted_chunk", "gridded_chunk", "params:inference.raw_source"],
+                outputs="labelled_chunk",
+                name="label_chunk",
+            ),
+            Node(
+                continue_segments,
+                inputs=["labelled_chunk", "chunk_context", "params:resampling"],
+                outputs="continued_chunk",
+                name="continue_segments",
+            ),
+            Node(
+                window_samples,
+                inputs=["continued_chunk", "params:windowing"],
+                outputs="chunk_windows",
+                name="window_chunk",
+            ),
+            Node(
+                next_chunk_context,
+                inputs=["continued_chunk", "chunk_context", "params:windowing"],
+                outputs="next_chunk_context",
+                name="next_chunk_context",
+            ),
+        ]
+    )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
