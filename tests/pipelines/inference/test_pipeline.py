@@ -128,7 +128,7 @@ def test_daily_outputs_and_report_are_written(runs):
     assert 0 < day["coverage"] < 0.01
     assert runs["si"]["actogram"]["data"]
     html = runs["si"]["html"]
-    assert "<script src=\"http" not in html and "plotly" in html.lower()
+    assert '<script src="http' not in html and "plotly" in html.lower()
 
 
 def test_shipped_model_predicts_an_unseen_subject_well(runs):
