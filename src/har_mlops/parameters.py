@@ -131,7 +131,7 @@ class Cohort(ParameterGroup):
 
     # None: each recording in one piece (fine for short recordings, not for week-long ones).
     chunk_minutes: Annotated[Number, Field(gt=0)] | None = 60
-    read_block_mb: Annotated[Number, Field(gt=0)] = 16
+    read_block_mb: Annotated[Number, Field(gt=0)] = 4
     n_workers: PositiveInt = 2
     threads_per_worker: PositiveInt = 1
     memory_limit: str = "auto"
