@@ -38,6 +38,19 @@ Frame = pd.DataFrame | str | None
 ENV_PREFIXES = ("MLFLOW_", "HAR_")
 
 
+# A network small enough to build and run in milliseconds (inference and cohort tests).
+TINY_ARCHITECTURE = {
+    "conv_filters": [4],
+    "conv_kernel_sizes": [3],
+    "pool_after": [0],
+    "pool_size": 2,
+    "lstm_units": 4,
+    "dense_units": 8,
+    "dropout": 0.0,
+    "window_statistics": True,
+}
+
+
 def _mlflow_state() -> dict[str, Any] | None:
     """MLflow's process-wide URIs, experiment and active runs (None: mlflow not imported)."""
     if "mlflow" not in sys.modules:

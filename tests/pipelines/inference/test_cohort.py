@@ -43,20 +43,10 @@ from har_mlops.pipelines.inference.cohort import (
 from har_mlops.pipelines.inference.study import plan_recordings
 from har_mlops.pipelines.training.model import build_cnn_bilstm
 from har_mlops.pipelines.training.nodes import build_contract
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, TINY_ARCHITECTURE
 
 SAMPLES = PROJECT_ROOT / "data" / "01_raw" / "inference"
 TRANSITIONS = PROJECT_ROOT / "data" / "06_models" / "pretrained" / "activity_transitions.json"
-TINY_ARCHITECTURE = {
-    "conv_filters": [4],
-    "conv_kernel_sizes": [3],
-    "pool_after": [0],
-    "pool_size": 2,
-    "lstm_units": 4,
-    "dense_units": 8,
-    "dropout": 0.0,
-    "window_statistics": True,
-}
 
 
 def _settings(**cohort) -> ChainSettings:

@@ -16,22 +16,12 @@ from har_mlops.pipelines.inference.nodes import (
     ContractMismatchError,
     check_contract,
     predict_activities,
-    score_predictions,
+    score_windows,
     summarise_recordings,
 )
 from har_mlops.pipelines.training.model import build_cnn_bilstm
 from har_mlops.pipelines.training.nodes import build_contract
-
-TINY_ARCHITECTURE = {
-    "conv_filters": [4],
-    "conv_kernel_sizes": [3],
-    "pool_after": [0],
-    "pool_size": 2,
-    "lstm_units": 4,
-    "dense_units": 8,
-    "dropout": 0.0,
-    "window_statistics": True,
-}
+from tests.conftest import TINY_ARCHITECTURE
 
 
 @pytest.fixture
@@ -235,24 +225,36 @@ def test_summary_arithmetic_on_a_hand_made_table(contract):
 # --------------------------------------------------------------------------- scoring
 
 
-def test_scores_count_labelled_windows_only(contract):
-    table = _prediction_table(
-        [("a", 0, "WALKING", 0.9), ("a", 1280, "SITTING", 0.9), ("b", 0, "LAYING", 0.9)]
+def _scored_table(rows) -> pd.DataFrame:
+    recording, label, activity, smoothed = zip(*rows)
+    return pd.DataFrame(
+        {
+            "recording_id": list(recording),
+            "label": pd.array(label, dtype="string"),
+            "activity": list(activity),
+            "activity_smoothed": list(smoothed),
+        }
     )
-    windows = {
-        "label": np.array(["WALKING", "STANDING", "NO_LABEL"]),
-        "recording_id": np.array(["a", "a", "b"]),
-    }
-    report = score_predictions(table, windows, contract)
+
+
+def test_scores_count_labelled_windows_only(contract):
+    table = _scored_table(
+        [
+            ("a", "WALKING", "WALKING", "WALKING"),
+            ("a", "STANDING", "SITTING", "STANDING"),
+            ("b", None, "LAYING", "LAYING"),
+        ]
+    )
+    report = score_windows(table, contract["class_names"])
     assert report["labelled_windows"] == 2
     assert report["accuracy"] == pytest.approx(0.5)
+    assert report["smoothed_accuracy"] == pytest.approx(1.0)
     assert report["recordings"] == {"a": {"windows": 2, "accuracy": 0.5}}
     assert np.asarray(report["confusion_matrix"]["matrix"]).sum() == 2
 
 
 def test_scores_without_labels_say_so(contract):
-    table = _prediction_table([("b", 0, "LAYING", 0.9)])
-    windows = {"label": np.array(["NO_LABEL"]), "recording_id": np.array(["b"])}
-    report = score_predictions(table, windows, contract)
+    table = _scored_table([("b", None, "LAYING", "LAYING")])
+    report = score_windows(table, contract["class_names"])
     assert report["labelled_windows"] == 0
     assert "note" in report

@@ -14,7 +14,6 @@ import plotly.graph_objects as go
 
 from har_mlops.contract import CHANNELS, ContractMismatchError, class_names, contract_mismatches
 from har_mlops.datasets.recording_outputs_dataset import RecordingOutputs
-from har_mlops.evaluation import classification_metrics
 from har_mlops.parameters import (
     Cohort,
     Labels,
@@ -29,6 +28,7 @@ from har_mlops.parameters import (
 
 from .cohort import ChainSettings, model_fingerprint, run_jobs
 from .daily import combine_daily
+from .nodes import score_windows
 from .report import plot_actogram, plot_daily_minutes, render_html_report
 
 logger = logging.getLogger(__name__)
@@ -57,11 +57,6 @@ def chain_settings(
         non_wear,
         cohort,
     )
-
-
-def _input_facts(entry: dict[str, Any]) -> dict[str, Any]:
-    """Size and modification time of each input file (what decides a re-run)."""
-    return {stream: facts for stream, facts in entry["files"].items()}
 
 
 def plan_recordings(
@@ -97,7 +92,7 @@ def plan_recordings(
         fingerprint = {
             "model": model_version,
             "settings": settings_version,
-            "inputs": _input_facts(entry),
+            "inputs": entry["files"],
         }
         done = previous.get((entry["subject_id"], recording_id))
         if (
@@ -277,27 +272,11 @@ def score_recordings(
     recording_outputs: RecordingOutputs, model_bundle: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Accuracy and macro-F1 of raw and smoothed activities where recordings carry labels."""
-    classes = list(model_bundle["contract"]["class_names"])
     columns = ["label", "activity", "activity_smoothed"]
     parts = [frame for _, frame in recording_outputs.read("windows", columns=columns)]
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    scored = table["label"].isin(classes).to_numpy(bool)
-    report: dict[str, Any] = {"labelled_windows": int(scored.sum())}
-    if not scored.any():
-        report["note"] = "no recording carries labels in the model's classes"
-        return report
-    index_of = {name: i for i, name in enumerate(classes)}
-    y_true = table["label"][scored].map(index_of).to_numpy(np.int64)
-    for column, prefix in (("activity", ""), ("activity_smoothed", "smoothed_")):
-        y_pred = table[column][scored].map(index_of).to_numpy(np.int64)
-        metrics = classification_metrics(y_true, y_pred, classes)
-        report.update({f"{prefix}{k}": metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")})
-        if not prefix:
-            report["confusion_matrix"] = metrics["confusion_matrix"]
-    logger.info(
-        "Against labels.csv: macro-F1 %.4f per window, %.4f smoothed, on %d windows",
-        report["macro_f1"],
-        report["smoothed_macro_f1"],
-        report["labelled_windows"],
+    table = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["recording_id", *columns])
     )
-    return report
+    return score_windows(table, list(model_bundle["contract"]["class_names"]))
