@@ -83,7 +83,10 @@ def plan_recordings(
             "\n  " + "\n  ".join(mismatches)
         )
     if not inference_recordings:
-        raise ValueError("No recording folder in the inference input folder")
+        raise ValueError(
+            "No recording folder in the inference input folder (inference_dir, by default "
+            "data/01_raw/inference): each recording is a sub-folder with its CSV files"
+        )
     model_version = model_fingerprint(model_bundle, activity_transitions)
     settings_version = cohort_settings.fingerprint()
     previous = previous_recording_outputs.manifests()
