@@ -10,7 +10,11 @@ subjects, and the clean batches are random sets of recordings of the other test 
 1. False-alarm rate: how often random clean batches (>= the profile's minimum batch size)
    get a verdict other than ``ok``.
 2. Detection table: each corruption of the clean batch, its verdict and top reason.
-3. Node time of the monitoring run on 24 h of windows (67,500, tiled test windows).
+3. Mix shifts: clean windows of the unseen subjects whose only change is the activity mix
+   (mostly still, mostly walking, one activity only, transitions-heavy), ``--subsets`` draws
+   each: verdict counts (target: no ``retrain``), feature-drift findings before the batch-size
+   cap, and whether the behaviour section reports the change.
+4. Node time of the monitoring run on 24 h of windows (67,500, tiled test windows).
 """
 
 from __future__ import annotations
@@ -91,6 +95,13 @@ class Monitor:
             }
         )
 
+    def no_days(self) -> pd.DataFrame:
+        """daily_activity without days: these batches are windows, not participant-days."""
+        classes = self.profile["class_names"]
+        return pd.DataFrame(
+            columns=["subject_id", "date", "wear_minutes", *(f"minutes_{c}" for c in classes)]
+        )
+
     def _timed(self, name: str, function, *args):
         started = time.perf_counter()
         result = function(*args)
@@ -98,6 +109,7 @@ class Monitor:
         return result
 
     def run(self, windows, report, predictions=None) -> dict[str, Any]:
+        from har_mlops.pipelines.monitoring.behaviour import assess_behaviour
         from har_mlops.pipelines.monitoring.nodes import (
             check_quality,
             compute_window_features,
@@ -124,11 +136,30 @@ class Monitor:
         prediction = self._timed(
             "measure_prediction_drift", measure_prediction_drift, features, quality, self.profile
         )
+        behaviour = self._timed(
+            "assess_behaviour",
+            assess_behaviour,
+            prediction,
+            self.no_days(),
+            self.profile,
+            self.params,
+        )
         result, _ = self._timed(
-            "decide_verdict", decide_verdict, quality, data, prediction, self.profile, self.params
+            "decide_verdict",
+            decide_verdict,
+            quality,
+            data,
+            prediction,
+            behaviour,
+            self.profile,
+            self.params,
         )
         self._timed("plot_monitoring", plot_monitoring, result)
         return result
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _top(result: dict[str, Any]) -> str:
@@ -253,15 +284,23 @@ def main() -> None:
     )
     for size, limits in calibration["dataset"].items():
         print(
-            f"  batch {size:>5}: drifted-share limit {limits['drift_share']:.2f}, max-score limit "
-            f"{limits['max_score']:.2f}, median W threshold "
-            f"{limits['median_wasserstein_threshold']:.2f} sd, JS limit {limits['js_distance']:.3f}"
+            f"  batch {size:>5}: median W threshold "
+            f"{_fmt(limits['median_wasserstein_threshold'])} sd at the activities' typical counts, JS limit {limits['js_distance']:.3f}"
+        )
+    for activity, levels in calibration["per_class"].items():
+        print(
+            f"  {activity:<20} "
+            + ", ".join(
+                f"{n}: share {e['drift_share']:.2f} / score {e['max_score']:.2f}"
+                for n, e in levels.items()
+            )
         )
 
     monitor = Monitor(bundle, profile, params, prediction)
     rng = np.random.default_rng(args.seed)
     false_alarms(monitor, clean_pool, args.subsets, rng)
     detection(monitor, clean_pool, rng)
+    mix_shifts(monitor, clean_pool, args.subsets, rng)
     node_time(monitor, test)
 
 
@@ -303,9 +342,82 @@ def detection(monitor: Monitor, clean_pool, rng: np.random.Generator) -> None:
         print(f"  {name:<32} {len(data['label']):>7}  {result['verdict']:<8} {_top(result)}")
 
 
+STILL = ["SITTING", "STANDING", "LAYING"]
+WALKING = ["WALKING", "WALKING_UPSTAIRS", "WALKING_DOWNSTAIRS"]
+TRANSITIONS = [
+    "STAND_TO_SIT",
+    "SIT_TO_STAND",
+    "SIT_TO_LIE",
+    "LIE_TO_SIT",
+    "STAND_TO_LIE",
+    "LIE_TO_STAND",
+]
+
+
+def _mix_keep(
+    scenario: str, labels: np.ndarray, draw: int, rng: np.random.Generator
+) -> tuple[np.ndarray, str]:
+    """Windows a mix-shift scenario keeps (``[n]`` bool) and its description for this draw."""
+    others = rng.random(labels.size) < 0.05
+    if scenario == "mostly still":
+        return np.isin(labels, STILL) | others, "still + 5 % others"
+    if scenario == "mostly walking":
+        return np.isin(labels, WALKING) | others, "walking + 5 % others"
+    if scenario == "one activity only":
+        activity = (STILL + WALKING)[draw % 6]
+        return labels == activity, activity
+    # Transitions and the unlabelled stretches between activities (HAPT's label gaps, where
+    # people move from one activity to the next), a few basic-activity windows.
+    return np.isin(labels, [*TRANSITIONS, ""]) | others, "transitions + unlabelled + 5 %"
+
+
+def mix_shifts(monitor: Monitor, clean_pool, draws: int, rng: np.random.Generator) -> None:
+    """Prints verdict counts of clean batches whose only change is the activity mix."""
+    calibration = monitor.profile["calibration"]
+    pool_predictions = monitor.predictions(clean_pool)
+    labels = np.asarray(clean_pool["label"]).astype(str)
+    recordings = np.unique(clean_pool["recording_id"])
+    print(
+        f"\n3. Mix shifts: clean windows of unseen test subjects {CLEAN_SUBJECTS}, only the "
+        f"activity mix changed; {draws} draws each (random recordings until >= "
+        f"{calibration['min_batch_windows']} windows are kept, or all)"
+    )
+    print(
+        f"  {'scenario':<20} {'draws':>5} {'windows':>11}  {'ok':>3} {'warn':>4} {'retrain':>7}"
+        f"  {'drift findings':>14}  {'mix reported':>12}  top reason"
+    )
+    totals = 0
+    for scenario in ("mostly still", "mostly walking", "one activity only", "transitions-heavy"):
+        verdicts, sizes, drift_findings, reported, reasons = [], [], 0, 0, []
+        for draw in range(draws):
+            keep, _ = _mix_keep(scenario, labels, draw, rng)
+            order = rng.permutation(recordings)
+            kept = np.array([(keep & (clean_pool["recording_id"] == r)).sum() for r in order])
+            chosen = order[
+                : int(np.searchsorted(np.cumsum(kept), calibration["min_batch_windows"])) + 1
+            ]
+            mask = keep & np.isin(clean_pool["recording_id"], chosen)
+            subset = _take(clean_pool, mask)
+            result = monitor.run(subset, _report_for(subset), pool_predictions[mask])
+            verdicts.append(result["verdict"])
+            sizes.append(int(mask.sum()))
+            drift_findings += any(r["code"] == "feature_drift" for r in result["reasons"])
+            reported += bool(result["behaviour_change"]["class_mix"]["changed"])
+            reasons += [r["code"] for r in result["reasons"]]
+        counts = {v: verdicts.count(v) for v in ("ok", "warn", "retrain")}
+        totals += counts["retrain"]
+        top = max(set(reasons), key=reasons.count) if reasons else "-"
+        print(
+            f"  {scenario:<20} {draws:>5} {min(sizes):>5}-{max(sizes):<5}  {counts['ok']:>3} "
+            f"{counts['warn']:>4} {counts['retrain']:>7}  {drift_findings:>14}  "
+            f"{reported:>8}/{draws:<3}  {top}"
+        )
+    print(f"  retrain verdicts across all mix-shift draws: {totals} (target 0)")
+
+
 def node_time(monitor: Monitor, test: dict[str, np.ndarray]) -> None:
     """Prints the time of each monitoring node on a day of windows."""
-    print(f"\n3. Node time on 24 h of windows ({DAY_WINDOWS:,}, tiled test windows)")
+    print(f"\n4. Node time on 24 h of windows ({DAY_WINDOWS:,}, tiled test windows)")
     tile = np.resize(np.arange(len(test["label"])), DAY_WINDOWS)
     day = _take(test, tile)
     day["recording_id"] = np.full(DAY_WINDOWS, "day_24h")

@@ -14,14 +14,16 @@ import numpy as np
 
 from .drift import (
     METRICS,
+    batch_statistics,
     clustered_batches,
     fit_atc_threshold,
+    per_class_summary,
     prediction_deltas,
     prediction_summary,
     reference_spread,
     sketch,
+    strata_sketch,
 )
-from .scoring import feature_scores
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +53,16 @@ def class_sketches(
         if len(mine) < monitoring["min_reference_windows"]:
             logger.warning("Activity %s: %d training windows, not monitored", name, len(mine))
             continue
-        summary = sketch(
-            mine, monitoring["sketch"]["quantile_levels"], monitoring["sketch"]["psi_bins"]
-        )
+        levels = monitoring["sketch"]["quantile_levels"]
+        summary = sketch(mine, levels, monitoring["sketch"]["psi_bins"])
         summary["spread"] = reference_spread(summary["std"], pooled_std)
+        summary["strata"] = strata_sketch(
+            mine,
+            train["label"][train["predicted"] == name],
+            summary["psi_edges"],
+            levels,
+            monitoring["sketch"]["min_stratum_windows"],
+        )
         sketches[name] = summary
     return sketches
 
@@ -84,6 +92,10 @@ def prediction_profile(
     return {
         **summary,
         "class_mix": summary["class_mix"],
+        # Per predicted class, so drift is judged at a batch's own class mix.
+        "per_class": per_class_summary(
+            test["predicted"], test["confidence"], classes, low_confidence_threshold, threshold
+        ),
         "low_confidence_threshold": float(low_confidence_threshold),
         "confidence_histogram": {"edges": edges, "shares": histogram},
         "atc": {
@@ -143,6 +155,8 @@ def calibration_settings(groups: list[Group], monitoring: dict[str, Any]) -> dic
     return {
         "pool": "validation and test subjects against the reference, and each fold "
         "of training subjects against the other folds",
+        "feature_drift": "per activity, batches of that activity's windows at each count "
+        "in activity_windows",
         "train_folds": calibration["train_folds"],
         "pool_windows": [int(len(held_out["predicted"])) for _, held_out in groups],
         "repetitions": calibration["repetitions"],
@@ -188,75 +202,108 @@ def calibration_batches(
     return usable
 
 
-def _batch_scores(
+def activity_batches(
     groups: list[Group],
-    batches: list[Batch],
-    table: dict[str, Any] | None,
-    monitoring: dict[str, Any],
-) -> list[dict[str, Any]]:
-    """``feature_scores`` of each batch against its group's sketches."""
-    return [
-        feature_scores(
-            groups[g][1]["features"][batch],
-            groups[g][1]["predicted"][batch],
-            groups[g][0],
-            table,
-            monitoring,
-        )
-        for g, batch in batches
+    activity: str,
+    size: int,
+    calibration: dict[str, Any],
+    rng: np.random.Generator,
+) -> list[Batch]:
+    """``repetitions`` batches of ``size`` windows predicted as ``activity``, clustered in time.
+
+    Only groups whose sketches monitor the activity and that hold enough of its windows
+    (``max_pool_share``) supply batches, in proportion to those windows.
+    """
+    rows = [
+        np.flatnonzero(held_out["predicted"] == activity) if activity in sketches else np.empty(0)
+        for sketches, held_out in groups
     ]
+    windows = np.array([r.size for r in rows], dtype=float)
+    weights = np.where(windows * calibration["max_pool_share"] >= size, windows, 0.0)
+    if weights.sum() == 0:
+        return []
+    counts = np.ceil(calibration["repetitions"] * weights / weights.sum()).astype(int)
+    batches = []
+    for group in np.flatnonzero(counts):
+        # Rows of one activity keep the recordings grouped and in time order, so a batch is
+        # a few bouts of that activity, as a monitoring run sees it.
+        codes = groups[group][1]["recording_id"][rows[group]]
+        drawn = clustered_batches(codes, size, counts[group], rng)
+        batches += [(group, rows[group][b]) for b in drawn]
+    return batches
+
+
+def _statistics(
+    groups: list[Group], activity: str, batches: list[Batch], chunk: int = 64
+) -> np.ndarray:
+    """Effect sizes ``[batches, metrics, F]`` of each batch against its group's sketch."""
+    out = np.empty((len(batches), len(METRICS), groups[0][1]["features"].shape[1]))
+    group_of = np.array([g for g, _ in batches])
+    for g in np.unique(group_of):
+        sketch_ = groups[g][0][activity]
+        spread = np.asarray(sketch_["spread"], dtype=float)
+        mine = np.flatnonzero(group_of == g)
+        # In chunks of batches: the vectorised statistics hold [chunk, n, bins, F] at once.
+        for start in range(0, mine.size, chunk):
+            rows = mine[start : start + chunk]
+            values = groups[g][1]["features"][np.stack([batches[i][1] for i in rows])]
+            result = batch_statistics(values, sketch_, spread)
+            out[rows] = np.stack([result[m] for m in METRICS], axis=1)
+    return out
+
+
+def activity_thresholds(
+    groups: list[Group], activity: str, monitoring: dict[str, Any], rng: np.random.Generator
+) -> dict[str, dict[str, Any]]:
+    """Per calibrated count of ``activity`` windows: feature thresholds and no-drift limits.
+
+    Half the no-drift batches set each feature's threshold (``feature_quantile`` of each
+    effect size, floored); the other half, judged by those thresholds, give the limits of the
+    activity's drifted share and largest score (``share_quantile``). The limits hold whatever
+    else the batch contains, so a change of activity mix cannot move them.
+    """
+    calibration = monitoring["calibration"]
+    floor = np.array([[calibration["threshold_floor"][m]] for m in METRICS])
+    levels = {}
+    for size in sorted(calibration["activity_windows"]):
+        batches = activity_batches(groups, activity, size, calibration, rng)
+        if len(batches) < 2 * calibration["min_repetitions"]:
+            continue
+        fit = _statistics(groups, activity, batches[0::2])
+        # A feature that never moved in the no-drift batches (a discrete one, a small pool)
+        # would otherwise get a zero threshold and call any change infinite drift.
+        thresholds = np.maximum(np.quantile(fit, calibration["feature_quantile"], axis=0), floor)
+        ratio = (_statistics(groups, activity, batches[1::2]) / thresholds[None]).max(axis=1)
+        shares, max_scores = (ratio > 1.0).mean(axis=1), ratio.max(axis=1)
+        q = calibration["share_quantile"]
+        levels[str(size)] = {
+            "repetitions": len(batches),
+            **dict(zip(METRICS, thresholds)),
+            "drift_share": float(np.quantile(shares, q)),
+            "null_drift_share_median": float(np.median(shares)),
+            "max_score": float(np.quantile(max_scores, q)),
+            "null_max_score_median": float(np.median(max_scores)),
+        }
+    return levels
 
 
 def class_thresholds(
-    groups: list[Group], batches: list[Batch], monitoring: dict[str, Any]
-) -> dict[str, dict[str, Any]]:
-    """Per activity, the ``feature_quantile`` of each effect size over no-drift batches."""
-    calibration = monitoring["calibration"]
-    stats: dict[str, list[np.ndarray]] = {}
-    sizes: dict[str, list[int]] = {}
-    for scores in _batch_scores(groups, batches, None, monitoring):
-        for name, result in scores["classes"].items():
-            stats.setdefault(name, []).append(np.stack([result["statistics"][m] for m in METRICS]))
-            sizes.setdefault(name, []).append(result["windows"])
-    thresholds = {}
-    for name, values in stats.items():
-        if len(values) < calibration["min_repetitions"]:
-            continue
-        quantiles = np.quantile(np.stack(values), calibration["feature_quantile"], axis=0)
-        # A feature that never moved in the no-drift batches (a discrete one, a small pool)
-        # would otherwise get a zero threshold and call any change infinite drift.
-        quantiles = np.maximum(quantiles, [[calibration["threshold_floor"][m]] for m in METRICS])
-        thresholds[name] = {
-            "windows_median": int(np.median(sizes[name])),
-            "repetitions": len(values),
-            **dict(zip(METRICS, quantiles)),
-        }
-    return thresholds
+    groups: list[Group], classes: list[str], monitoring: dict[str, Any]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per monitored activity and calibrated window count, thresholds and no-drift limits."""
+    rng = np.random.default_rng(monitoring["seed"])
+    monitored = [c for c in classes if any(c in sketches for sketches, _ in groups)]
+    per_class = {name: activity_thresholds(groups, name, monitoring, rng) for name in monitored}
+    for name, levels in per_class.items():
+        if not levels:
+            logger.warning("Activity %s: too few held-out windows to calibrate, not judged", name)
+    return {name: levels for name, levels in per_class.items() if levels}
 
 
 def nanquantile(values: list[float], q: float) -> float | None:
     """The ``q`` quantile of the finite ``values``; None when there is none."""
     values = np.asarray(values, dtype=float)
     return float(np.nanquantile(values, q)) if np.isfinite(values).any() else None
-
-
-def _null_limits(
-    groups: list[Group],
-    batches: list[Batch],
-    table: dict[str, Any],
-    monitoring: dict[str, Any],
-) -> dict[str, float | None]:
-    """Drifted share and largest score over no-drift batches judged by the monitoring rule."""
-    q = monitoring["calibration"]["share_quantile"]
-    null = _batch_scores(groups, batches, table, monitoring)
-    shares = [scores["drift_share"] for scores in null]
-    max_scores = [scores["max_score"] for scores in null]
-    return {
-        "drift_share": nanquantile(shares, q),
-        "null_drift_share_median": nanquantile(shares, 0.5),
-        "max_score": nanquantile(max_scores, q),
-        "null_max_score_median": nanquantile(max_scores, 0.5),
-    }
 
 
 def _prediction_limits(
@@ -284,11 +331,23 @@ def _prediction_limits(
     return {k: nanquantile([d[k] for d in deltas], q) for k in (*keys, "estimated_accuracy_drop")}
 
 
-def _median_wasserstein(thresholds: dict[str, dict[str, Any]]) -> float | None:
-    """Median per-feature Wasserstein threshold over the calibrated activities."""
-    if not thresholds:
-        return None
-    return float(np.median([t["wasserstein"] for t in thresholds.values()]))
+def typical_level(levels: dict[str, Any], windows: float) -> str | None:
+    """The largest calibrated window count not above ``windows``; None below the smallest."""
+    fitting = [int(level) for level in levels if int(level) <= windows]
+    return str(max(fitting)) if fitting else None
+
+
+def _median_wasserstein(
+    per_class: dict[str, dict[str, Any]], groups: list[Group], batches: list[Batch]
+) -> float | None:
+    """Median Wasserstein threshold of the activities at their typical count in ``batches``."""
+    medians = []
+    for activity, levels in per_class.items():
+        counts = [int((groups[g][1]["predicted"][b] == activity).sum()) for g, b in batches]
+        level = typical_level(levels, float(np.median(counts)))
+        if level is not None:
+            medians.append(float(np.median(levels[level]["wasserstein"])))
+    return float(np.median(medians)) if medians else None
 
 
 def dataset_limits(
@@ -299,23 +358,18 @@ def dataset_limits(
     classes: list[str],
     monitoring: dict[str, Any],
 ) -> dict[str, dict[str, float | None]]:
-    """Per batch size, the dataset-level no-drift limits from the batches not used for fitting.
+    """Per batch size, the no-drift limits of prediction drift and the typical sensitivity.
 
-    ``batches[size][1::2]`` give the null of the drifted share and the largest score under
-    the fitted ``per_class`` thresholds; every batch of the validation and test subjects
-    (group 0) gives the null of prediction drift.
+    Prediction drift only on the validation and test subjects (group 0): the model fits its
+    own training subjects better than any new subject.
     """
-    table = {"per_class": per_class}
     q = monitoring["calibration"]["prediction_quantile"]
     return {
         str(size): {
-            **_null_limits(groups, drawn[1::2], table, monitoring),
-            # Prediction drift only on validation and test subjects: the model fits its own
-            # training subjects better than any new subject.
             **_prediction_limits(
                 groups[0][1], [batch for g, batch in drawn if g == 0], predictions, classes, q
             ),
-            "median_wasserstein_threshold": _median_wasserstein(per_class[str(size)]),
+            "median_wasserstein_threshold": _median_wasserstein(per_class, groups, drawn),
         }
         for size, drawn in batches.items()
     }

@@ -12,10 +12,10 @@ import pandas as pd
 from har_mlops.contract import CHANNELS
 from har_mlops.features import window_features
 
-from .drift import METRICS, prediction_deltas, prediction_summary
+from .drift import METRICS, expected_at_mix, prediction_deltas, prediction_summary
 from .parameters import Monitoring
 from .quality import gravity_check, quarantine_reasons, recording_gates, window_gates
-from .reference import to_builtin
+from .reference import PROFILE_VERSION, to_builtin
 from .scoring import feature_scores
 
 logger = logging.getLogger(__name__)
@@ -151,6 +151,12 @@ def compute_window_features(
             f"inference windows ({len(windows['recording_id'])}): run the inference pipeline "
             "again so both come from the same run"
         )
+    if reference_profile.get("version") != PROFILE_VERSION:
+        raise ValueError(
+            f"The reference profile of {reference_profile.get('model_source')} has version "
+            f"{reference_profile.get('version')}, this code reads version {PROFILE_VERSION}: "
+            "rebuild it with `kedro run --pipelines monitoring_reference`"
+        )
     predicted = window_predictions["activity"].to_numpy(dtype=str)
     unknown = sorted(set(predicted.tolist()) - set(reference_profile["class_names"]))
     if unknown:
@@ -212,7 +218,10 @@ def _feature_drift(
     }
     thresholds = {
         m: np.stack(
-            [np.asarray(per_class[r["calibrated_batch"]][a][m]) for a, r in zip(judged, results)]
+            [
+                np.asarray(per_class[a][str(r["calibrated_windows"])][m])
+                for a, r in zip(judged, results)
+            ]
         )[worst, columns]
         for m in METRICS
     }
@@ -254,13 +263,21 @@ def _distribution(
 
 
 def _activity_summaries(scores: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per activity scored: windows, whether judged, at which batch, how many features drifted."""
+    """Per activity scored: windows, calibrated count, drifted share and largest score, limits."""
+    keys = (
+        "calibrated_windows",
+        "drift_share",
+        "drift_share_threshold",
+        "max_score",
+        "max_score_threshold",
+    )
     return {
         activity: {
             "windows": result["windows"],
-            "judged": result.get("judged", False),
-            "calibrated_batch": result.get("calibrated_batch"),
+            "judged": result["judged"],
             "drifted_features": int((np.asarray(result.get("ratio", [])) > 1).sum()),
+            **{key: result.get(key) for key in keys},
+            "composition": result.get("composition"),
         }
         for activity, result in scores["classes"].items()
     }
@@ -275,11 +292,14 @@ def measure_data_drift(
     """Per-feature drift within each predicted activity, on windows that passed the gates."""
     passed = int((quality["reasons"] == "").sum())
     calibration = reference_profile["calibration"]
-    size = _calibrated_size(reference_profile, passed)
     values = current_features["features"]
     predicted = current_features["predicted"][current_features["sample"]]
     scores = feature_scores(
-        values, predicted, reference_profile["sketch"]["classes"], calibration, monitoring
+        values,
+        predicted,
+        reference_profile["sketch"]["classes"],
+        calibration["per_class"],
+        monitoring,
     )
     features = _feature_drift(scores, reference_profile["features"], calibration["per_class"])
     ranked = sorted(features, key=lambda f: -features[f]["score"])
@@ -287,27 +307,23 @@ def measure_data_drift(
         _distribution(name, features[name]["activity"], values, predicted, reference_profile)
         for name in ranked[: monitoring["report"]["top_features"]]
     ]
-    limits = calibration["dataset"][size]
     share = scores["drift_share"]
+    activities = _activity_summaries(scores)
     logger.info(
-        "Data drift: %.1f %% of %d features drifted (calibrated threshold %s at batch %s)",
+        "Data drift: %.1f %% of %d features drifted in some activity; per activity %s",
         100 * share if np.isfinite(share) else float("nan"),
         len(features),
-        limits["drift_share"],
-        size,
+        {a: f"{r['drifted_features']} at {r['windows']} windows" for a, r in activities.items()},
     )
     return to_builtin(
         {
             "windows": passed,
             "windows_with_features": int(len(predicted)),
-            "calibrated_batch": int(size),
             "drift_share": share,
-            "drift_share_threshold": limits["drift_share"],
             "max_score": scores["max_score"],
-            "max_score_threshold": limits["max_score"],
             "drifted_features": [f for f in ranked if features[f]["drifted"]],
             "features": {f: features[f] for f in ranked},
-            "activities": _activity_summaries(scores),
+            "activities": activities,
             "distributions": distributions,
         }
     )
@@ -356,6 +372,8 @@ def measure_prediction_drift(
                 "low_confidence_share": reference["low_confidence_share"],
                 "estimated_accuracy": reference["estimated_accuracy"],
             },
+            # The reference's figures at this batch's class mix: what the deltas compare with.
+            "expected": expected_at_mix(current["class_mix"], reference),
             "deltas": deltas,
             "thresholds": {k: thresholds[k] for k in deltas},
             "accuracy_check": {

@@ -16,6 +16,7 @@ class Sketch(ParameterGroup):
 
     quantile_levels: PositiveInt
     psi_bins: PositiveInt
+    min_stratum_windows: PositiveInt
 
 
 class ThresholdFloor(ParameterGroup):
@@ -30,6 +31,7 @@ class Calibration(ParameterGroup):
     """How the no-drift limits are calibrated on held-out reference batches."""
 
     batch_sizes: list[PositiveInt]
+    activity_windows: list[PositiveInt]
     train_folds: PositiveInt
     repetitions: PositiveInt
     feature_quantile: Fraction
@@ -89,7 +91,6 @@ class Quality(ParameterGroup):
 class MinEffect(ParameterGroup):
     """Smallest changes worth reporting, whatever their significance."""
 
-    js_distance: Positive
     mean_confidence_drop: Positive
     low_confidence_increase: Positive
     estimated_accuracy_drop: Positive
@@ -103,6 +104,17 @@ class Verdict(ParameterGroup):
     retrain_drift_share: Fraction
     min_effect: MinEffect
     retrain_accuracy_drop: Positive
+
+
+class Behaviour(ParameterGroup):
+    """When a change of activity mix or of a participant's day is reported (never a verdict)."""
+
+    min_js_distance: Positive
+    min_wear_minutes: Positive
+    baseline_days: PositiveInt
+    min_baseline_days: PositiveInt
+    min_share_change: Fraction
+    robust_z: Positive
 
 
 class Report(ParameterGroup):
@@ -124,4 +136,5 @@ class Monitoring(ParameterGroup):
     calibration: Calibration
     quality: Quality
     verdict: Verdict
+    behaviour: Behaviour
     report: Report

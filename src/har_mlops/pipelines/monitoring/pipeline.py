@@ -2,6 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from .behaviour import assess_behaviour
 from .nodes import (
     check_quality,
     compute_window_features,
@@ -17,6 +18,7 @@ FIGURES = [
     "monitoring_distributions_plot",
     "monitoring_class_mix_plot",
     "monitoring_confidence_plot",
+    "monitoring_behaviour_plot",
 ]
 
 
@@ -103,11 +105,23 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="measure_prediction_drift",
             ),
             Node(
+                assess_behaviour,
+                inputs=[
+                    "prediction_drift",
+                    "daily_activity",
+                    "reference_profile",
+                    "params:monitoring",
+                ],
+                outputs="behaviour_change",
+                name="assess_behaviour",
+            ),
+            Node(
                 decide_verdict,
                 inputs=[
                     "monitoring_quality",
                     "data_drift",
                     "prediction_drift",
+                    "behaviour_change",
                     "reference_profile",
                     "params:monitoring",
                 ],

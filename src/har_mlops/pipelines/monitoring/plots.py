@@ -74,19 +74,76 @@ def plot_distributions(report: dict[str, Any]) -> go.Figure:
 
 def plot_class_mix(report: dict[str, Any]) -> go.Figure:
     """Predicted class mix of the current batch against the reference (test subjects)."""
-    drift = report["prediction_drift"]
-    classes = list(drift["reference"]["class_mix"])
+    mix = report["behaviour_change"]["class_mix"]
+    classes = list(mix["reference"])
     figure = go.Figure(
         [
-            go.Bar(name=name, x=classes, y=[drift[name]["class_mix"][c] for c in classes])
+            go.Bar(name=name, x=classes, y=[mix[name][c] for c in classes])
             for name in ("reference", "current")
         ]
     )
     figure.update_layout(
         barmode="group",
-        title=f"Predicted class mix (Jensen-Shannon distance "
-        f"{_fmt(drift['deltas']['js_distance'])})",
+        title=f"Behaviour: predicted activity mix (Jensen-Shannon distance "
+        f"{_fmt(mix['js_distance'])}, limit {_fmt(mix['limit'])}; "
+        f"{'changed' if mix['changed'] else 'as the reference'}, never a verdict)",
         yaxis_title="share of windows",
+    )
+    return figure
+
+
+def plot_behaviour(report: dict[str, Any]) -> go.Figure:
+    """Each participant's activity shares of worn time per valid day; changed days marked."""
+    participants = report["behaviour_change"]["participants"]
+    shown = {s: p for s, p in participants.items() if p["valid_days"]}
+    figure = go.Figure()
+    visible_traces = []
+    for k, (subject, result) in enumerate(shown.items()):
+        changed = {(c["date"], c["activity"]) for c in result["changes"]}
+        first = len(figure.data)
+        for activity, shares in result["shares"].items():
+            figure.add_trace(
+                go.Scatter(
+                    x=result["dates"],
+                    y=shares,
+                    mode="lines+markers",
+                    name=activity,
+                    legendgroup=activity,
+                    visible=k == 0,
+                    marker={
+                        "symbol": [
+                            "x" if (d, activity) in changed else "circle" for d in result["dates"]
+                        ],
+                        "size": [14 if (d, activity) in changed else 6 for d in result["dates"]],
+                    },
+                )
+            )
+        visible_traces.append((subject, first, len(figure.data)))
+    total = len(figure.data)
+    figure.update_layout(
+        title="Behaviour: share of worn time per activity and valid day (x: a change against "
+        "the participant's earlier days)"
+        if shown
+        else f"Behaviour: no participant has a valid day (>= "
+        f"{report['behaviour_change']['rule']['min_wear_minutes']:.0f} worn minutes)",
+        yaxis_title="share of worn time",
+        yaxis_tickformat=".0%",
+        updatemenus=[
+            {
+                "buttons": [
+                    {
+                        "label": f"participant {subject}",
+                        "method": "update",
+                        "args": [{"visible": [start <= i < end for i in range(total)]}],
+                    }
+                    for subject, start, end in visible_traces
+                ],
+                "x": 1.0,
+                "y": 1.15,
+            }
+        ]
+        if len(visible_traces) > 1
+        else [],
     )
     return figure
 
@@ -114,11 +171,14 @@ def plot_confidence(report: dict[str, Any]) -> go.Figure:
     return figure
 
 
-def plot_monitoring(report: dict[str, Any]) -> tuple[go.Figure, go.Figure, go.Figure, go.Figure]:
-    """The four monitoring figures: feature drift, distributions, class mix, confidence."""
+def plot_monitoring(
+    report: dict[str, Any],
+) -> tuple[go.Figure, go.Figure, go.Figure, go.Figure, go.Figure]:
+    """The monitoring figures: feature drift, distributions, class mix, confidence, behaviour."""
     return (
         plot_feature_drift(report),
         plot_distributions(report),
         plot_class_mix(report),
         plot_confidence(report),
+        plot_behaviour(report),
     )

@@ -36,6 +36,8 @@ from .quality import window_gates
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+# Version 2: feature-drift thresholds and limits per activity and window count.
+PROFILE_VERSION = 2
 
 
 def predict_reference_windows(
@@ -80,6 +82,7 @@ def _feature_table(
         "features": window_features(windows["signals"], rate_hz),
         "predicted": predicted,
         "confidence": probabilities.max(axis=1),
+        "label": np.asarray(windows["label"]).astype(str),
         "correct": predicted == windows["label"],
         # Transitions and unlabelled windows count for the profile, not for accuracy.
         "labelled": np.isin(windows["label"], classes),
@@ -130,12 +133,10 @@ def calibrate_reference(
     )
     groups = calibration_groups(reference_features, sketches, classes, monitoring)
     batches = calibration_batches(groups, calibration, monitoring["seed"])
-    # Every other batch fits the thresholds per activity and feature; the rest give the
-    # dataset-level null (share of drifted features, largest score) under the monitoring rule.
-    per_class = {
-        str(size): class_thresholds(groups, drawn[0::2], monitoring)
-        for size, drawn in batches.items()
-    }
+    # Feature drift is judged per activity at that activity's own window count, so its
+    # thresholds come from batches of one activity at each count; batches of the reference's
+    # mix give the prediction-drift limits and the typical sensitivity per batch size.
+    per_class = class_thresholds(groups, classes, monitoring)
     dataset = dataset_limits(groups, batches, per_class, predictions, classes, monitoring)
     min_batch = min_batch_windows(dataset, calibration["max_detectable_shift"])
     logger.info(
@@ -147,7 +148,7 @@ def calibrate_reference(
     )
     return to_builtin(
         {
-            "version": 1,
+            "version": PROFILE_VERSION,
             "model_source": reference_predictions["source"],
             "class_names": classes,
             "features": feature_names(),
@@ -163,6 +164,7 @@ def calibrate_reference(
             "calibration": {
                 **calibration_settings(groups, monitoring),
                 "batch_sizes": list(batches),
+                "activity_windows": sorted(calibration["activity_windows"]),
                 "min_batch_windows": min_batch,
                 "per_class": per_class,
                 "dataset": dataset,

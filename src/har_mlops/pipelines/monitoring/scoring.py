@@ -1,12 +1,13 @@
-"""The drift rule, shared by calibration and monitoring so both judge batches identically.
+"""The drift rule of a monitoring run, per predicted activity at that activity's window count.
 
 Within each predicted activity with enough windows, every feature gets three effect sizes
-against the reference sketch of that activity. With a threshold table, each effect size is
-divided by its calibrated threshold (taken at the calibrated batch whose typical count of
-windows of that activity does not exceed the current count, i.e. never a tighter one), and a
-feature's drift score is the largest ratio over metrics and activities: above 1 it drifted.
-A batch is judged on two figures whose no-drift limits are calibrated the same way: the share
-of drifted features (broad drift) and the largest score (one feature far off, e.g. one axis).
+against the reference sketch of that activity. Each effect size is divided by its threshold,
+calibrated on no-drift batches of that activity alone at the largest calibrated count not above
+the current count (never a tighter one), and a feature's score in the activity is the largest
+ratio over metrics: above 1 it drifted. The activity is then judged on two figures whose
+no-drift limits were calibrated the same way: its share of drifted features (broad drift) and
+its largest score (one feature far off, e.g. one axis). Nothing here depends on how many
+windows the *other* activities have, so a change of activity mix cannot move a limit.
 """
 
 from __future__ import annotations
@@ -15,32 +16,29 @@ from typing import Any
 
 import numpy as np
 
+from .calibration import typical_level
 from .drift import METRICS, drift_statistics
 
 
 def lookup_thresholds(
-    table: dict[str, Any], activity: str, windows: int
+    per_class: dict[str, dict[str, Any]], activity: str, windows: int
 ) -> tuple[str, dict[str, Any]] | None:
-    """The calibrated (batch size, thresholds) for ``windows`` windows of ``activity``, or None."""
-    candidates = [
-        (entry["windows_median"], size, entry)
-        for size, classes in table["per_class"].items()
-        if (entry := classes.get(activity)) is not None and entry["windows_median"] <= windows
-    ]
-    if not candidates:
+    """The calibrated (window count, thresholds) for ``windows`` windows of ``activity``."""
+    levels = per_class.get(activity)
+    if not levels:
         return None
-    _, size, entry = max(candidates, key=lambda c: c[0])
-    return size, entry
+    level = typical_level(levels, windows)
+    return None if level is None else (level, levels[level])
 
 
 def feature_scores(
     features: np.ndarray,
     predicted: np.ndarray,
     sketches: dict[str, dict[str, Any]],
-    table: dict[str, Any] | None,
+    per_class: dict[str, dict[str, Any]],
     monitoring: dict[str, Any],
 ) -> dict[str, Any]:
-    """Per-activity effect sizes and, given thresholds, per-feature scores and drifted share."""
+    """Per judged activity: feature scores, drifted share, largest score and their limits."""
     n_features = features.shape[1]
     classes: dict[str, dict[str, Any]] = {}
     ratios = []
@@ -52,21 +50,31 @@ def feature_scores(
         statistics = drift_statistics(
             features[mine], reference, np.asarray(reference["spread"], dtype=float)
         )
-        result: dict[str, Any] = {"windows": count, "statistics": statistics}
-        if table is not None:
-            found = lookup_thresholds(table, activity, count)
-            if found is None:
-                result["judged"] = False
-            else:
-                size, entry = found
-                ratio = np.max(
-                    [statistics[m] / np.maximum(entry[m], 1e-12) for m in METRICS], axis=0
-                )
-                result.update({"judged": True, "calibrated_batch": size, "ratio": ratio})
-                ratios.append(ratio)
+        result: dict[str, Any] = {"windows": count, "statistics": statistics, "judged": False}
+        if "weights" in statistics:
+            # Which reference strata the windows resemble: behaviour, not drift.
+            labels = reference["strata"]["labels"]
+            result["composition"] = dict(zip(labels, np.round(statistics["weights"], 3)))
+        found = lookup_thresholds(per_class, activity, count)
+        if found is not None:
+            level, entry = found
+            ratio = np.max(
+                [statistics[m] / np.maximum(np.asarray(entry[m]), 1e-12) for m in METRICS],
+                axis=0,
+            )
+            result.update(
+                {
+                    "judged": True,
+                    "calibrated_windows": int(level),
+                    "ratio": ratio,
+                    "drift_share": float((ratio > 1.0).mean()),
+                    "max_score": float(ratio.max()),
+                    "drift_share_threshold": entry["drift_share"],
+                    "max_score_threshold": entry["max_score"],
+                }
+            )
+            ratios.append(ratio)
         classes[activity] = result
-    if table is None:
-        return {"classes": classes}
     if not ratios:
         return {
             "classes": classes,

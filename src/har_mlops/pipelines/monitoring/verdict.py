@@ -77,35 +77,58 @@ def _quality_reasons(quality: dict[str, Any], verdict: dict[str, Any]) -> list[d
     return reasons
 
 
+def drifted_activities(data_drift: dict[str, Any], verdict: dict[str, Any]) -> dict[str, float]:
+    """Activities whose features drifted beyond their no-drift limits, with drifted share.
+
+    Broad (many features) and strong (one far off), or very strong on its own: a new
+    subject's gait moves many features a little, a sensor fault moves some a lot.
+    """
+    drifted = {}
+    for activity, result in data_drift["activities"].items():
+        if not result["judged"] or result["max_score_threshold"] is None:
+            continue
+        share, top = result["drift_share"], result["max_score"]
+        broad = share > result["drift_share_threshold"]
+        strong = top > result["max_score_threshold"]
+        if (broad and strong) or top > verdict["severe_score_factor"] * result[
+            "max_score_threshold"
+        ]:
+            drifted[activity] = share
+    return drifted
+
+
 def _drift_reasons(data_drift: dict[str, Any], verdict: dict[str, Any]) -> list[dict[str, Any]]:
-    share, share_limit = data_drift["drift_share"], data_drift["drift_share_threshold"]
-    top, top_limit = data_drift["max_score"], data_drift["max_score_threshold"]
-    if share is None or share_limit is None or top_limit is None:
+    drifted = drifted_activities(data_drift, verdict)
+    if not drifted:
         return []
-    # Broad (many features) and strong (one far off), or very strong on its own: a new
-    # subject's gait moves many features a little, a sensor fault moves some a lot.
-    broad, strong = share > share_limit, top > top_limit
-    if not ((broad and strong) or top > verdict["severe_score_factor"] * top_limit):
-        return []
+    share = max(drifted.values())
     severity = "retrain" if share >= verdict["retrain_drift_share"] else "warn"
+    activities = data_drift["activities"]
+    per_activity = [
+        f"{a}: {r['drift_share']:.0%} of features (limit {r['drift_share_threshold']:.0%}), "
+        f"largest score {r['max_score']:.1f} (limit {r['max_score_threshold']:.1f}) in "
+        f"{r['windows']} windows"
+        for a, r in ((a, activities[a]) for a in sorted(drifted, key=lambda a: -drifted[a]))
+    ]
     listed = [
         f"{name} in {f['activity']} (score {f['score']:.1f}: W {f['wasserstein']['value']:.2f}"
         f" sd, KS {f['ks']['value']:.2f}, PSI {f['psi']['value']:.2f})"
         for name, f in list(data_drift["features"].items())[:5]
         if f["drifted"]
     ]
+    worst = max(drifted, key=drifted.get)
     return [
         _reason(
             "data_drift",
             severity,
-            f"{share:.0%} of features drifted within activities (no-drift limit "
-            f"{share_limit:.0%}), largest score {top:.1f} (limit {top_limit:.1f}) at batch "
-            f"{data_drift['calibrated_batch']}: " + "; ".join(listed),
+            "Features drifted within activities beyond their no-drift limits at each "
+            "activity's window count: " + "; ".join(per_activity) + ". Top: " + "; ".join(listed),
             code="feature_drift",
             value=share,
-            threshold=share_limit,
-            max_score=top,
-            max_score_threshold=top_limit,
+            threshold=activities[worst]["drift_share_threshold"],
+            max_score=activities[worst]["max_score"],
+            max_score_threshold=activities[worst]["max_score_threshold"],
+            activities=sorted(drifted),
             features=data_drift["drifted_features"],
         )
     ]
@@ -114,9 +137,10 @@ def _drift_reasons(data_drift: dict[str, Any], verdict: dict[str, Any]) -> list[
 def _prediction_reasons(
     prediction_drift: dict[str, Any], verdict: dict[str, Any]
 ) -> list[dict[str, Any]]:
+    # The class mix is not here: a change of behaviour is a finding of the behaviour section,
+    # never a verdict on the model. The rest is compared at the batch's own class mix.
     deltas, thresholds = prediction_drift["deltas"], prediction_drift["thresholds"]
     labels = {
-        "js_distance": "class mix (Jensen-Shannon distance)",
         "mean_confidence_drop": "mean confidence drop",
         "low_confidence_increase": "low-confidence share increase",
         "estimated_accuracy_drop": "label-free accuracy estimate drop",
@@ -133,19 +157,12 @@ def _prediction_reasons(
         severity = "warn"
         if key == "estimated_accuracy_drop" and value >= verdict["retrain_accuracy_drop"]:
             severity = "retrain"
-        message = f"{label} {value:.3f} > no-drift limit {limit:.3f}"
-        if key == "js_distance":
-            current = prediction_drift["current"]["class_mix"]
-            reference = prediction_drift["reference"]["class_mix"]
-            moved = sorted(current, key=lambda c: -abs(current[c] - reference[c]))[:3]
-            message += (
-                " ("
-                + ", ".join(f"{c} {reference[c]:.0%} -> {current[c]:.0%}" for c in moved)
-                + "): a change of activity mix, not of the sensor"
-            )
-        code = "class_mix" if key == "js_distance" else key
+        message = (
+            f"{label} {value:.3f} > no-drift limit {limit:.3f} (against the reference at this "
+            "batch's activity mix)"
+        )
         reasons.append(
-            _reason("prediction_drift", severity, message, code=code, value=value, threshold=limit)
+            _reason("prediction_drift", severity, message, code=key, value=value, threshold=limit)
         )
     return reasons
 
@@ -223,10 +240,14 @@ def decide_verdict(
     quality: dict[str, Any],
     data_drift: dict[str, Any],
     prediction_drift: dict[str, Any],
+    behaviour_change: dict[str, Any],
     reference_profile: dict[str, Any],
     monitoring: Monitoring,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """``ok`` / ``warn`` / ``retrain`` with the reasons behind it; the report and its metrics."""
+    """``ok`` / ``warn`` / ``retrain`` with the reasons behind it; the report and its metrics.
+
+    ``behaviour_change`` is reported in its own section and never changes the verdict.
+    """
     rules = monitoring["verdict"]
     calibration = reference_profile["calibration"]
     passed = data_drift["windows"]
@@ -245,13 +266,14 @@ def decide_verdict(
             "batch": {
                 "windows": quality["summary"]["windows"],
                 "passed_quality": passed,
-                "calibrated_batch": data_drift["calibrated_batch"],
+                "calibrated_batch": prediction_drift["calibrated_batch"],
                 "min_batch_windows": calibration["min_batch_windows"],
                 "valid": valid,
             },
             "quality": quality["summary"],
             "data_drift": data_drift,
             "prediction_drift": prediction_drift,
+            "behaviour_change": behaviour_change,
             "reference": {
                 "model_source": reference_profile["model_source"],
                 "windows": reference_profile["windows"],
@@ -263,7 +285,9 @@ def decide_verdict(
     )
     log = {"ok": logger.info, "warn": logger.warning, "retrain": logger.warning}[verdict]
     log("Monitoring verdict %s: %s", verdict, "; ".join(r["message"] for r in reasons) or "-")
-    return report, _verdict_metrics(verdict, quality, data_drift, prediction_drift)
+    metrics = _verdict_metrics(verdict, quality, data_drift, prediction_drift)
+    metrics["behaviour_findings"] = {"value": float(len(behaviour_change["findings"])), "step": 0}
+    return report, metrics
 
 
 def enforce_verdict(report: dict[str, Any], monitoring: Monitoring, *figures: Any) -> None:
