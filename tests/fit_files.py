@@ -37,6 +37,9 @@ LOCAL_IDS = {
     "hsa_accelerometer": 6,
     "hsa_gyroscope": 7,
 }
+# fit-tool reuses a definition for a later message with SHORTER arrays and pads them with
+# zeros (not invalid values): a message shorter than the first gets its own local id.
+SHORT_MESSAGE_LOCAL_ID_SHIFT = 8
 ROT_Z_90 = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
 
 
@@ -115,6 +118,10 @@ def hapt_like(n: int, hz: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 # -- message factories --------------------------------------------------------------------------
 
 
+def _local_id(kind: str, n: int, per_message: int) -> int:
+    return LOCAL_IDS[kind] + (SHORT_MESSAGE_LOCAL_ID_SHIFT if n < per_message else 0)
+
+
 def _whole_second(ms: int) -> int:
     return ms - ms % 1000
 
@@ -189,7 +196,7 @@ def imu_messages(
     }[encoding]
     for start in range(0, len(times_ms), per_message):
         t = times_ms[start : start + per_message]
-        m = cls(local_id=LOCAL_IDS[sensor])
+        m = cls(local_id=_local_id(sensor, len(t), per_message))
         second = _whole_second(int(t[0]))
         m.timestamp = second + (FIT_EPOCH_MS if system_time else 0)
         m.timestamp_ms = int(t[0]) - second
@@ -215,11 +222,15 @@ def hsa_messages(
         chunk = values[start : start + per_message]
         second = _whole_second(t0)
         if sensor == "accelerometer":
-            m = HsaAccelerometerDataMessage(local_id=LOCAL_IDS["hsa_accelerometer"])
+            m = HsaAccelerometerDataMessage(
+                local_id=_local_id("hsa_accelerometer", len(chunk), per_message)
+            )
             m.sampling_interval = period_ms
             data, prefix = chunk * 1000.0, "accel_"
         else:
-            m = HsaGyroscopeDataMessage(local_id=LOCAL_IDS["hsa_gyroscope"])
+            m = HsaGyroscopeDataMessage(
+                local_id=_local_id("hsa_gyroscope", len(chunk), per_message)
+            )
             m.sampling_interval = round(period_ms * 32768 / 1000)
             data, prefix = chunk, "gyro_"
         m.timestamp = second

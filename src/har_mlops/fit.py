@@ -215,7 +215,12 @@ class FitImuReader:
     # -- public -------------------------------------------------------------------------------
 
     def blocks(self) -> Iterator[FitBlock]:
-        """Yields :class:`FitBlock` s of at most ``block_samples`` rows per sensor."""
+        """Yields :class:`FitBlock` s of at most ``block_samples`` rows per sensor.
+
+        Blocks are full (``block_samples`` rows of each sensor that has that many left) but
+        the last ones; the two frames of a block cover about the same stretch of the file,
+        in file order, but are not aligned sample by sample.
+        """
         self.report = FitReport(path=str(self.path))
         self._messages: Counter[str] = Counter()
         self._calibrations: dict[str, _Calibration] = {}
@@ -233,7 +238,10 @@ class FitImuReader:
                     if frame.frame_type != fitdecode.FIT_FRAME_DATA:
                         continue
                     self._messages[frame.name] += 1
-                    self._handle(frame)
+                    try:
+                        self._handle(frame)
+                    except (ValueError, TypeError, IndexError) as exc:  # malformed fields
+                        self._left_out[f"{frame.name} messages not interpretable ({exc})"] += 1
                     yield from self._full_blocks()
             self.report.complete = True
         except fitdecode.FitEOFError as exc:
@@ -249,7 +257,7 @@ class FitImuReader:
             self._problem(f"cannot read the file: {exc}")
         finally:
             self._finish()
-        if any(b.count for b in self._buffers.values()):
+        while any(b.count for b in self._buffers.values()):
             yield self._cut(self.block_samples)
         self._buffers = {s: _StreamBuffer() for s in STREAMS}
 
@@ -401,8 +409,14 @@ class FitImuReader:
         self._buffers[stream].add(times, values)
 
     def _full_blocks(self) -> Iterator[FitBlock]:
-        while any(b.count >= self.block_samples for b in self._buffers.values()):
-            yield self._cut(self.block_samples)
+        """Cuts a block once both sensors have ``block_samples`` buffered, or one has twice
+        that (a file with one sensor, or sensors written far apart): at most
+        2 x block_samples + one message per sensor is ever buffered."""
+        limit = self.block_samples
+        counts = [b.count for b in self._buffers.values()]
+        while min(counts) >= limit or max(counts) >= 2 * limit:
+            yield self._cut(limit)
+            counts = [b.count for b in self._buffers.values()]
 
     def _cut(self, limit: int) -> FitBlock:
         return FitBlock(**{s: self._buffers[s].take(limit) for s in STREAMS})
