@@ -212,6 +212,13 @@ def test_crc_error_is_reported_with_the_samples(tmp_path):
     assert reader.report.problems[0].startswith("CRC error")
 
 
+def test_crc_check_can_be_skipped(tmp_path):
+    truth = ff.signals(4, 25)
+    reader = FitImuReader(ff.write_bad_crc(tmp_path / "crc.fit", truth), check_crc=False)
+    assert sum(len(b.accelerometer) for b in reader.blocks()) == 100
+    assert reader.report.problems == [] and reader.report.complete
+
+
 def test_not_a_fit_file_and_missing_file(tmp_path):
     junk = tmp_path / "junk.fit"
     junk.write_bytes(b"this is not a FIT file at all, just text")

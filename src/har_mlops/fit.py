@@ -205,11 +205,16 @@ class FitImuReader:
     >>> reader.report.problems
     """
 
-    def __init__(self, path: str | Path, block_samples: int = 50_000) -> None:
+    def __init__(
+        self, path: str | Path, block_samples: int = 50_000, *, check_crc: bool = True
+    ) -> None:
+        """``check_crc=False`` skips fitdecode's CRC computation (close to half of the
+        decode time, benchmarks/fit_decode.py) and so cannot report CRC errors."""
         if block_samples < 1:
             raise ValueError(f"block_samples must be >= 1, got {block_samples}")
         self.path = Path(path)
         self.block_samples = int(block_samples)
+        self.check_crc = check_crc
         self.report = FitReport(path=str(self.path))
 
     # -- public -------------------------------------------------------------------------------
@@ -231,7 +236,9 @@ class FitImuReader:
             with fitdecode.FitReader(
                 str(self.path),
                 processor=None,  # raw date_time ints; profile scales are still applied
-                check_crc=fitdecode.CrcCheck.RAISE,
+                check_crc=(
+                    fitdecode.CrcCheck.RAISE if self.check_crc else fitdecode.CrcCheck.DISABLED
+                ),
                 error_handling=fitdecode.ErrorHandling.IGNORE,
             ) as fit:
                 for frame in fit:
@@ -443,13 +450,15 @@ _IMU_MESSAGE_NAMES = (
 )
 
 
-def read_fit_imu(path: str | Path, block_samples: int = 50_000) -> Iterator[FitBlock]:
+def read_fit_imu(
+    path: str | Path, block_samples: int = 50_000, *, check_crc: bool = True
+) -> Iterator[FitBlock]:
     """Streams the IMU samples of a FIT file in blocks (see :class:`FitImuReader`).
 
     Accelerometer in g, gyroscope in deg/s, timestamps in ms since the Unix epoch (UTC).
     Use :class:`FitImuReader` directly to get the file's :class:`FitReport` afterwards.
     """
-    return FitImuReader(path, block_samples).blocks()
+    return FitImuReader(path, block_samples, check_crc=check_crc).blocks()
 
 
 def read_fit_recording(
