@@ -264,6 +264,19 @@ def test_read_fit_imu_streams_lazily(tmp_path):
         FitImuReader(tmp_path / "a.fit", block_samples=0)
 
 
+def test_stopping_early_is_not_a_file_problem(tmp_path):
+    reader = FitImuReader(ff.write_uncalibrated(tmp_path / "u.fit", ff.signals(4, 50)), 10)
+    blocks = reader.blocks()
+    assert next(blocks, None) is None  # nothing decodable: ends at once, problems reported
+    assert reader.report.problems
+    reader = FitImuReader(ff.write_calibrated(tmp_path / "a.fit", ff.signals(10, 50)), 100)
+    blocks = reader.blocks()
+    next(blocks)
+    blocks.close()
+    assert reader.report.problems == [] and not reader.report.complete
+    assert reader.report.samples["accelerometer"] >= 100
+
+
 def test_recording_of_two_files_joined_in_time_order(tmp_path):
     first = ff.signals(6, 50, start_ms=ff.START_MS, seed=1)
     second = ff.signals(6, 50, start_ms=ff.START_MS + 6_000, seed=2)

@@ -232,6 +232,7 @@ class FitImuReader:
         self._correlation_ms: float | None = None  # UTC - system time, in ms
         self._left_out: Counter[str] = Counter()
         self._buffers = {s: _StreamBuffer() for s in STREAMS}
+        self._stopped = False
         try:
             with fitdecode.FitReader(
                 str(self.path),
@@ -262,6 +263,9 @@ class FitImuReader:
             self._problem(f"parse error: {exc}")
         except OSError as exc:
             self._problem(f"cannot read the file: {exc}")
+        except GeneratorExit:  # the caller stopped iterating: not a problem of the file
+            self._stopped = True
+            raise
         finally:
             self._finish()
         while any(b.count for b in self._buffers.values()):
@@ -434,6 +438,8 @@ class FitImuReader:
 
     def _finish(self) -> None:
         self.report.messages = dict(self._messages)
+        if self._stopped:
+            return
         for what, count in self._left_out.items():
             self._problem(f"{what}: {count} left out")
         if not any(self.report.samples.values()) and not any(
