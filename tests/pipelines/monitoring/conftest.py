@@ -123,6 +123,13 @@ def stand_in_predictions(
     )
 
 
+def no_days(classes: list[str]) -> pd.DataFrame:
+    """daily_activity with its columns and no participant-day (windows, not whole days)."""
+    return pd.DataFrame(
+        columns=["subject_id", "date", "wear_minutes", *(f"minutes_{c}" for c in classes)]
+    )
+
+
 @pytest.fixture(scope="session")
 def classes(processing_params) -> list[str]:
     return class_names(processing_params["labels"])

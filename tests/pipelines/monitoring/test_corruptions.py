@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from har_mlops.pipelines.monitoring.behaviour import assess_behaviour
 from har_mlops.pipelines.monitoring.nodes import (
     check_quality,
     compute_window_features,
@@ -20,7 +22,7 @@ from har_mlops.pipelines.monitoring.nodes import (
 from har_mlops.pipelines.monitoring.verdict import decide_verdict
 from har_mlops.units import STANDARD_GRAVITY
 
-from .conftest import CURRENT_SUBJECTS, build_windows, stand_in_predictions
+from .conftest import CURRENT_SUBJECTS, build_windows, no_days, stand_in_predictions
 
 
 def monitor(
@@ -29,14 +31,18 @@ def monitor(
     profile: dict[str, Any],
     params: dict[str, Any],
     classes: list[str],
+    daily_activity: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """The monitoring run's nodes in order, on in-memory inputs; returns the report."""
+    if daily_activity is None:
+        daily_activity = no_days(classes)
     quality = check_quality(windows, validation_report, params)
     predictions = stand_in_predictions(windows, classes)
     features = compute_window_features(windows, predictions, quality, profile, params)
     data_drift = measure_data_drift(features, quality, profile, params)
     prediction_drift = measure_prediction_drift(features, quality, profile)
-    report, _ = decide_verdict(quality, data_drift, prediction_drift, profile, params)
+    behaviour = assess_behaviour(prediction_drift, daily_activity, profile, params)
+    report, _ = decide_verdict(quality, data_drift, prediction_drift, behaviour, profile, params)
     return report
 
 
@@ -169,21 +175,55 @@ def test_changed_sampling_rate_is_quarantined(
     assert "observed 25 Hz, declared 50 Hz" in result["reasons"][0]["message"]
 
 
-def test_class_mix_change_is_not_sensor_drift(
-    current, reference_profile, monitoring_params, classes
-):
-    windows, report = current
+def _mostly_still(windows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Clean windows whose only change is the activity mix: sitting, standing, lying."""
     rng = np.random.default_rng(1)
     keep = np.isin(windows["label"], ["SITTING", "STANDING", "LAYING"]) | (
         rng.random(windows["label"].size) < 0.05
     )
-    mostly_still = {name: values[keep] for name, values in windows.items()}
-    result = monitor(mostly_still, report, reference_profile, monitoring_params, classes)
-    assert result["verdict"] == "warn"
-    assert "class_mix" in _codes(result)
-    assert "feature_drift" not in _codes(result)
-    mix = result["prediction_drift"]["current"]["class_mix"]
-    assert mix["WALKING"] < 0.05
+    return {name: values[keep] for name, values in windows.items()}
+
+
+def test_a_change_of_activity_mix_is_a_behaviour_finding_not_drift(
+    current, reference_profile, monitoring_params, classes
+):
+    windows, report = current
+    result = monitor(_mostly_still(windows), report, reference_profile, monitoring_params, classes)
+    assert result["verdict"] != "retrain"
+    # The batch is a little smaller than the verdict's minimum, and nothing else is said.
+    assert _codes(result) == ["batch_too_small"]
+    behaviour = result["behaviour_change"]
+    assert behaviour["class_mix"]["changed"], behaviour["class_mix"]
+    assert behaviour["class_mix"]["current"]["WALKING"] < 0.05
+    assert any("Activity mix differs from the reference" in f for f in behaviour["findings"])
+    # Each still activity's windows are judged against the reference strata they resemble.
+    still = result["data_drift"]["activities"]["SITTING"]
+    assert still["judged"] and max(still["composition"].values()) > 0.5
+
+
+def test_a_rotated_sensor_in_the_same_mix_is_still_drift(
+    current, reference_profile, monitoring_params, classes
+):
+    windows, report = current
+    mostly_still = _mostly_still(windows)
+    # The watch worn turned by 90 degrees about its z axis: x -> y, y -> -x.
+    rotated = mostly_still["signals"].copy()
+    rotated[:, :, [0, 1, 3, 4]] = mostly_still["signals"][:, :, [1, 0, 4, 3]] * [1, -1, 1, -1]
+    result = monitor(
+        _with_signals(mostly_still, rotated), report, reference_profile, monitoring_params, classes
+    )
+    (drift,) = [r for r in result["reasons"] if r["code"] == "feature_drift"]
+    # Retrain-strength, capped to warn only because the batch is below the verdict's minimum.
+    assert drift["value"] >= monitoring_params["verdict"]["retrain_drift_share"]
+    assert "retrain once confirmed" in drift["message"]
+    profile = {
+        **reference_profile,
+        "calibration": {**reference_profile["calibration"], "min_batch_windows": 300},
+    }
+    result = monitor(
+        _with_signals(mostly_still, rotated), report, profile, monitoring_params, classes
+    )
+    assert result["verdict"] == "retrain"
 
 
 def test_small_batches_warn_that_the_verdict_is_not_valid(

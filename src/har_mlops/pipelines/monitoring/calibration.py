@@ -375,6 +375,22 @@ def dataset_limits(
     }
 
 
+def confirmed_windows(
+    per_class: dict[str, dict[str, Any]], max_detectable_shift: float
+) -> dict[str, int]:
+    """Per activity, the smallest calibrated count whose median Wasserstein threshold is at
+    most the shift (else its largest count): from there a drift finding can say retrain."""
+    confirmed = {}
+    for activity, levels in per_class.items():
+        sensitive = [
+            int(level)
+            for level, entry in levels.items()
+            if float(np.median(entry["wasserstein"])) <= max_detectable_shift
+        ]
+        confirmed[activity] = min(sensitive) if sensitive else max(int(n) for n in levels)
+    return confirmed
+
+
 def min_batch_windows(dataset: dict[str, dict[str, Any]], max_detectable_shift: float) -> int:
     """The smallest batch size whose median Wasserstein threshold is at most the shift.
 

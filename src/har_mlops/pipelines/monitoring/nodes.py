@@ -309,6 +309,8 @@ def measure_data_drift(
     ]
     share = scores["drift_share"]
     activities = _activity_summaries(scores)
+    for activity, summary in activities.items():
+        summary["confirmed_windows"] = calibration["confirmed_windows"].get(activity)
     logger.info(
         "Data drift: %.1f %% of %d features drifted in some activity; per activity %s",
         100 * share if np.isfinite(share) else float("nan"),

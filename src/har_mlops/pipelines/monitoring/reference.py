@@ -25,6 +25,7 @@ from .calibration import (
     calibration_settings,
     class_sketches,
     class_thresholds,
+    confirmed_windows,
     dataset_limits,
     gravity_reference,
     min_batch_windows,
@@ -139,6 +140,7 @@ def calibrate_reference(
     per_class = class_thresholds(groups, classes, monitoring)
     dataset = dataset_limits(groups, batches, per_class, predictions, classes, monitoring)
     min_batch = min_batch_windows(dataset, calibration["max_detectable_shift"])
+    confirmed = confirmed_windows(per_class, calibration["max_detectable_shift"])
     logger.info(
         "Calibrated drift thresholds at batch sizes %s on %d groups of held-out subjects; "
         "verdict valid from %d windows",
@@ -167,6 +169,7 @@ def calibrate_reference(
                 "activity_windows": sorted(calibration["activity_windows"]),
                 "min_batch_windows": min_batch,
                 "per_class": per_class,
+                "confirmed_windows": confirmed,
                 "dataset": dataset,
             },
         }

@@ -102,8 +102,20 @@ def _drift_reasons(data_drift: dict[str, Any], verdict: dict[str, Any]) -> list[
     if not drifted:
         return []
     share = max(drifted.values())
-    severity = "retrain" if share >= verdict["retrain_drift_share"] else "warn"
     activities = data_drift["activities"]
+    # Retrain needs broad drift in an activity with enough windows for the calibrated
+    # sensitivity; broad drift in fewer windows is worth a look, and says how many it needs.
+    confirmed = {
+        a: s
+        for a, s in drifted.items()
+        if activities[a]["windows"] >= (activities[a].get("confirmed_windows") or 0)
+    }
+    broad = share >= verdict["retrain_drift_share"]
+    severity = (
+        "retrain"
+        if broad and confirmed and max(confirmed.values()) >= verdict["retrain_drift_share"]
+        else "warn"
+    )
     per_activity = [
         f"{a}: {r['drift_share']:.0%} of features (limit {r['drift_share_threshold']:.0%}), "
         f"largest score {r['max_score']:.1f} (limit {r['max_score_threshold']:.1f}) in "
@@ -117,12 +129,27 @@ def _drift_reasons(data_drift: dict[str, Any], verdict: dict[str, Any]) -> list[
         if f["drifted"]
     ]
     worst = max(drifted, key=drifted.get)
+    caveat = ""
+    if broad and severity == "warn":
+        caveat = (
+            " (retrain once confirmed on "
+            + ", ".join(
+                f"{activities[a]['confirmed_windows']} {a} windows"
+                for a in drifted
+                if drifted[a] >= verdict["retrain_drift_share"]
+            )
+            + ")"
+        )
     return [
         _reason(
             "data_drift",
             severity,
             "Features drifted within activities beyond their no-drift limits at each "
-            "activity's window count: " + "; ".join(per_activity) + ". Top: " + "; ".join(listed),
+            "activity's window count: "
+            + "; ".join(per_activity)
+            + caveat
+            + ". Top: "
+            + "; ".join(listed),
             code="feature_drift",
             value=share,
             threshold=activities[worst]["drift_share_threshold"],
