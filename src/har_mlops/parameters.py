@@ -59,12 +59,38 @@ class RawSource(ParameterGroup):
     label_map: dict[str, str] = {}
 
 
+class StillWindow(ParameterGroup):
+    """GGIR-style still windows, limits in m/s^2 at 1 g."""
+
+    max_std_ms2: Annotated[float, Field(gt=0)]
+    max_range_ms2: Annotated[float, Field(gt=0)]
+
+
+class GravityAtRest(ParameterGroup):
+    """The median |a| of still windows must be 1 g within the tolerance."""
+
+    min_still_windows: Annotated[int, Field(gt=0)]
+    tolerance: Annotated[float, Field(gt=0)]
+    tolerance_moving: Annotated[float, Field(gt=0)]
+
+
+class UnitCheck(ParameterGroup):
+    """The accelerometer's magnitude at rest, checked before predicting."""
+
+    on_mismatch: Literal["reject", "warn"]
+    window_s: Annotated[float, Field(gt=0)]
+    still: StillWindow
+    gravity: GravityAtRest
+
+
 class Validation(ParameterGroup):
     """Limits beyond which rows are bad and a recording is rejected."""
 
     max_bad_row_fraction: Fraction
     accelerometer_limit_ms2: Annotated[float, Field(gt=0)]
     gyroscope_limit_rads: Annotated[float, Field(gt=0)]
+    plausible_rate_hz: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
+    unit_check: UnitCheck
 
 
 class Resampling(ParameterGroup):

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from kedro.io import AbstractDataset
 
+from .fit_recordings import FIT_PREFIX, FIT_UNITS, FitStreams, fit_files
 from .wearable_export_dataset import METADATA_FILE, STREAM_FILES, _read_csv
 
 DEFAULT_TIMEZONE = "UTC"
@@ -67,6 +68,9 @@ def _timezone(meta: dict[str, Any]) -> tuple[str, list[str]]:
 class RecordingIndexDataset(AbstractDataset[None, dict[str, dict[str, Any]]]):
     """``<path>/<recording_id>/{accelerometer,gyroscope,labels}.csv`` (+ ``metadata.json``).
 
+    Instead of the sensor CSVs a folder may hold Garmin ``.fit`` files (``files`` then has one
+    ``fit:<file name>`` entry each); ``labels.csv`` and ``metadata.json`` work the same.
+
     Each recording maps to ``{"folder", "subject_id", "timezone", "files": {stream: {"name",
     "size", "mtime_ns"} | None}, "problems": [...]}``. ``metadata.json`` may carry
     ``subject_id`` (default: the folder name) and ``timezone`` (IANA name, default UTC).
@@ -94,6 +98,12 @@ class RecordingIndexDataset(AbstractDataset[None, dict[str, dict[str, Any]]]):
             files[stream] = (
                 None if facts is None else {"name": f"{folder.name}/{filename}", **facts}
             )
+        # Garmin .FIT files: their facts make a changed file a changed recording.
+        for path in fit_files(folder):
+            files[FIT_PREFIX + path.name] = {
+                "name": f"{folder.name}/{path.name}",
+                **_file_facts(path),
+            }
         return {
             # Absolute: workers of a remote cluster may start elsewhere (same path on every host).
             "folder": str(folder.resolve()),
@@ -254,6 +264,57 @@ def read_whole_recording(entry: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+class _CsvStreams:
+    """Both sensor CSVs behind the interface of :class:`FitStreams` (one chunking loop)."""
+
+    def __init__(self, folder: Path, block_bytes: int):
+        self.buffers = {
+            s: _StreamBuffer(folder / STREAM_FILES[s], block_bytes) for s in SENSOR_STREAMS
+        }
+
+    @property
+    def done(self) -> bool:
+        return all(b.done for b in self.buffers.values())
+
+    def unreadable(self) -> bool:
+        return any(b.unusable or b.frame.empty for b in self.buffers.values())
+
+    def last_time(self, stream: str) -> float:
+        return self.buffers[stream].last_time()
+
+    def fill_until(self, t_ms: float) -> None:
+        for buffer in self.buffers.values():
+            buffer.fill_until(t_ms)
+
+    def take(self, stream: str, start_ms: float, end_ms: float) -> pd.DataFrame:
+        return self.buffers[stream].take(start_ms, end_ms)
+
+    def drop_before(self, t_ms: float) -> None:
+        for buffer in self.buffers.values():
+            buffer.drop_before(t_ms)
+
+    def pop_problems(self) -> list[dict[str, Any]]:
+        """Rows the chunk reader left out (no parsable time) since the last call."""
+        problems = []
+        for stream, buffer in self.buffers.items():
+            if buffer.unparsable_rows:
+                problems.append(
+                    {
+                        "file": str(Path(buffer.path.parent.name) / buffer.path.name),
+                        "problem": "rows with unparsable timestamps dropped",
+                        "rows_affected": buffer.unparsable_rows,
+                        "action": "repaired",
+                    }
+                )
+                buffer.unparsable_rows = 0
+        return problems
+
+
+def _fit_paths(entry: dict[str, Any]) -> list[Path]:
+    folder = Path(entry["folder"])
+    return [folder / key[len(FIT_PREFIX) :] for key in entry["files"] if key.startswith(FIT_PREFIX)]
+
+
 def iter_raw_chunks(
     entry: dict[str, Any], chunk_ms: float | None, margin_ms: float, block_bytes: int
 ) -> Iterator[tuple[dict[str, Any], float, float]]:
@@ -262,51 +323,58 @@ def iter_raw_chunks(
     Each record holds the raw rows of ``[keep_from - margin, keep_until + margin)`` so that
     everything computed for times inside ``[keep_from, keep_until)`` sees the same neighbours as
     in a whole-recording run. A last piece shorter than half a chunk joins the chunk before it.
-    ``chunk_ms`` None: the whole recording as one chunk.
+    ``chunk_ms`` None: the whole recording as one chunk. The streams come from the CSV files or,
+    when the folder has ``.fit`` files, from those (``FitStreams``).
     """
     if chunk_ms is None:
         yield read_whole_recording(entry), -np.inf, np.inf
         return
     folder = Path(entry["folder"])
-    missing = [s for s in SENSOR_STREAMS if entry["files"].get(s) is None]
-    if missing:
-        # Nothing to chunk: validation reports the missing stream against its file.
+    fit = _fit_paths(entry)
+    if fit:
+        streams: Any = FitStreams(folder, fit)
+        streams.fill_until(-np.inf)
+        unreadable = any(streams.last_time(s) == -np.inf for s in SENSOR_STREAMS)
+    else:
+        if any(entry["files"].get(s) is None for s in SENSOR_STREAMS):
+            # Nothing to chunk: validation reports the missing stream against its file.
+            yield read_whole_recording(entry), -np.inf, np.inf
+            return
+        streams = _CsvStreams(folder, block_bytes)
+        streams.fill_until(-np.inf)
+        unreadable = streams.unreadable()
+    if unreadable:
+        # Nothing readable in time order: validation names the problem on the whole recording.
         yield read_whole_recording(entry), -np.inf, np.inf
         return
     labels, label_error = read_labels(folder)
-    buffers = {s: _StreamBuffer(folder / STREAM_FILES[s], block_bytes) for s in SENSOR_STREAMS}
-    for buffer in buffers.values():
-        buffer.fill_until(-np.inf)
-    acc = buffers["accelerometer"]
-    if any(b.unusable or b.frame.empty for b in buffers.values()):
-        # Nothing readable in time order: validation names the problem on the whole file.
-        yield read_whole_recording(entry), -np.inf, np.inf
-        return
-    start = float(acc.frame["timestamp"].iloc[0])
+    start = float(streams.take("accelerometer", -np.inf, np.inf)["timestamp"].iloc[0])
     keep_from = -np.inf
     boundary = start + chunk_ms
     while True:
-        for buffer in buffers.values():
-            buffer.fill_until(boundary + chunk_ms / 2 + margin_ms)
-        final = all(b.done and b.last_time() < boundary + chunk_ms / 2 for b in buffers.values())
+        streams.fill_until(boundary + chunk_ms / 2 + margin_ms)
+        final = streams.done and all(
+            streams.last_time(s) < boundary + chunk_ms / 2 for s in SENSOR_STREAMS
+        )
         keep_until = np.inf if final else boundary
-        streams = {
-            s: buffers[s].take(keep_from - margin_ms, keep_until + margin_ms)
+        frames = {
+            s: streams.take(s, keep_from - margin_ms, keep_until + margin_ms)
             for s in SENSOR_STREAMS
         }
-        record = _raw_record(entry, streams, labels)
+        record = _raw_record(entry, frames, labels)
         if label_error:
             record["read_errors"]["labels"] = label_error
-        record["unparsable_timestamps"] = {
-            s: buffers[s].unparsable_rows for s in SENSOR_STREAMS if buffers[s].unparsable_rows
-        }
-        for buffer in buffers.values():
-            buffer.unparsable_rows = 0
+        if fit:
+            record["units"] = dict(FIT_UNITS)
+            for stream in SENSOR_STREAMS:
+                record["files"][stream] = ", ".join(f"{folder.name}/{p.name}" for p in fit)
+            if final:
+                record["source"] = {"format": "fit", "files": streams.summaries}
+        record["reader_problems"] = streams.pop_problems()
         yield record, keep_from, keep_until
         if final:
             return
-        for buffer in buffers.values():
-            buffer.drop_before(keep_until - margin_ms)
+        streams.drop_before(keep_until - margin_ms)
         keep_from, boundary = keep_until, keep_until + chunk_ms
 
 

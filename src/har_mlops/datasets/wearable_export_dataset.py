@@ -13,6 +13,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from kedro.io import AbstractDataset
 
+from .fit_recordings import fit_files, read_fit_folder
+
 STREAM_FILES = {
     "accelerometer": "accelerometer.csv",
     "gyroscope": "gyroscope.csv",
@@ -52,6 +54,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
 class WearableExportDataset(AbstractDataset[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]):
     """A folder of ``<recording_id>/{accelerometer,gyroscope,labels}.csv`` exports.
 
+    A recording folder with Garmin ``.fit`` files is read from those instead of the sensor CSVs
+    (:mod:`har_mlops.datasets.fit_recordings`).
+
     Loading never judges the content: a missing file is ``None``, an empty file is an empty
     frame and an unparsable one is listed in ``read_errors``, so the validation node can report
     each problem against its file instead of the whole run dying on one bad export.
@@ -87,6 +92,26 @@ class WearableExportDataset(AbstractDataset[dict[str, dict[str, Any]], dict[str,
                 record[stream] = pd.DataFrame()
             except (pd.errors.ParserError, UnicodeDecodeError) as exc:
                 record["read_errors"][stream] = str(exc).strip().splitlines()[0]
+        fit = fit_files(folder)
+        if fit:
+            # Garmin .FIT files carry the sensor streams (in their own units); labels and
+            # metadata still come from labels.csv and metadata.json.
+            record.update(read_fit_folder(folder, fit))
+            names = ", ".join(f"{folder.name}/{p.name}" for p in fit)
+            for stream in ("accelerometer", "gyroscope"):
+                if (
+                    record["read_errors"].pop(stream, None)
+                    or (folder / STREAM_FILES[stream]).is_file()
+                ):
+                    record["reader_problems"].append(
+                        {
+                            "file": f"{folder.name}/{STREAM_FILES[stream]}",
+                            "problem": "the folder also has .fit files, which are read instead",
+                            "rows_affected": 0,
+                            "action": "ignored",
+                        }
+                    )
+                record["files"][stream] = names
         subject_id = folder.name
         meta_path = folder / METADATA_FILE
         if meta_path.is_file():

@@ -80,8 +80,47 @@ def runs(tmp_path_factory):
             WearableExportDataset(str(project / "data" / "01_raw" / folder)).save(
                 {"sample": export, "no_gyroscope": no_gyro}
             )
+        _fit_folder(project / "data" / "01_raw" / "fit", _export(recording, UNITS["si"]))
         bootstrap_project(project)
-        yield {folder: _run(project, folder, units) for folder, units in UNITS.items()}
+        runs = {folder: _run(project, folder, units) for folder, units in UNITS.items()}
+        # No unit declared for FIT: the declared ones (here the defaults) do not apply to it.
+        runs["fit"] = _run(project, "fit", UNITS["si"])
+        yield runs
+
+
+def _fit_folder(folder, export: dict) -> None:
+    """The si export as a Garmin .FIT recording (calibrated g and deg/s, whole milliseconds),
+    its CSV twin (the same times and float32 values, in m/s^2 and rad/s), and a FIT recording
+    of a truncated file and a file without IMU messages."""
+    from tests.fit_files import Truth, file_id, write_calibrated, write_fit, write_truncated
+
+    def times(frame):
+        return np.rint(frame["timestamp"].to_numpy()).astype(np.int64)
+
+    acc, gyro = export["accelerometer"], export["gyroscope"]
+    acc_g = (acc[["x", "y", "z"]].to_numpy() / 9.80665).astype(np.float32).astype(np.float64)
+    gyro_deg = np.degrees(gyro[["x", "y", "z"]].to_numpy()).astype(np.float32).astype(np.float64)
+    truth = Truth(times(acc), acc_g, times(gyro), gyro_deg)
+    (folder / "sample_fit").mkdir(parents=True)
+    # Two files of one recording, written in reverse name order of their times.
+    half = len(truth.accel_t) // 2
+    first = Truth(truth.accel_t[:half], acc_g[:half], truth.gyro_t[:half], gyro_deg[:half])
+    second = Truth(truth.accel_t[half:], acc_g[half:], truth.gyro_t[half:], gyro_deg[half:])
+    write_calibrated(folder / "sample_fit" / "b_morning.fit", first)
+    write_calibrated(folder / "sample_fit" / "a_noon.fit", second)
+    twin = {
+        "accelerometer": pd.DataFrame(
+            {"timestamp": truth.accel_t.astype(float), **dict(zip("xyz", (acc_g * 9.80665).T))}
+        ),
+        "gyroscope": pd.DataFrame(
+            {"timestamp": truth.gyro_t.astype(float), **dict(zip("xyz", np.radians(gyro_deg).T))}
+        ),
+        "labels": export["labels"],
+    }
+    WearableExportDataset(str(folder)).save({"sample_csv": twin})
+    (folder / "broken_fit").mkdir()
+    write_truncated(folder / "broken_fit" / "cut.fit", first, cut_bytes=5000)
+    write_fit(folder / "broken_fit" / "empty.fit", [file_id(int(truth.accel_t[0]))])
 
 
 def test_predictions_cover_the_good_recording_only(runs):
@@ -147,3 +186,39 @@ def test_milli_g_and_deg_per_s_give_the_same_predictions(runs):
     np.testing.assert_allclose(
         si.filter(like="p_").to_numpy(), milli.filter(like="p_").to_numpy(), atol=1e-3
     )
+
+
+def test_a_fit_recording_predicts_like_its_csv_twin_without_declared_units(runs):
+    predictions = runs["fit"]["predictions"]
+    fit = predictions[predictions["recording_id"] == "sample_fit"]
+    twin = predictions[predictions["recording_id"] == "sample_csv"]
+    assert len(fit) == len(twin) > 100
+    assert fit["window_start_ms"].tolist() == twin["window_start_ms"].tolist()
+    assert fit["activity"].tolist() == twin["activity"].tolist()
+    np.testing.assert_allclose(
+        fit.filter(like="p_").to_numpy(), twin.filter(like="p_").to_numpy(), atol=1e-6
+    )
+    # Against the original CSV export (sub-millisecond times, float64 values): the same
+    # activities but for windows at a decision boundary.
+    original = runs["si"]["predictions"]
+    same = (fit["activity"].to_numpy() == original["activity"].to_numpy()[: len(fit)]).mean()
+    assert len(fit) == len(original) and same >= 0.98
+
+
+def test_fit_files_are_reported_per_file(runs):
+    entries = {e["recording_id"]: e for e in runs["fit"]["report"]["recordings"]}
+    sample = entries["sample_fit"]
+    assert sample["status"] == "accepted"
+    files = {f["file"]: f for f in sample["source"]["files"]}
+    # Joined in time order, not name order.
+    assert list(files) == ["sample_fit/b_morning.fit", "sample_fit/a_noon.fit"]
+    assert sum(f["samples"]["accelerometer"] for f in files.values()) > 10_000
+    assert all(f["units"] == {"accelerometer": "g", "gyroscope": "deg/s"} for f in files.values())
+    assert sample["gravity"]["ok"]
+    broken = entries["broken_fit"]
+    problems = {(p["file"], p["problem"].split(":")[0]) for p in broken["problems"]}
+    assert ("broken_fit/cut.fit", "truncated") in problems
+    assert ("broken_fit/empty.fit", "no IMU messages") in problems
+    # What the truncated file held before the cut is still predicted.
+    predictions = runs["fit"]["predictions"]
+    assert (predictions["recording_id"] == "broken_fit").sum() > 50

@@ -18,9 +18,9 @@ from har_mlops.pipelines.monitoring.quality import (
     clipped_samples,
     gravity_check,
     has_flat_run,
-    likely_unit_mistake,
     recording_gates,
 )
+from har_mlops.units import likely_unit_mistake
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from har_mlops.parameters import RawSource, Resampling, Validation, Windowing
-from har_mlops.units import unit_factor
+from har_mlops.units import stream_gravity, unit_factor
 
 logger = logging.getLogger(__name__)
 
@@ -133,12 +133,43 @@ def _order_timestamps(
     return columns, problems
 
 
+def clock_problem(
+    observed_rate_hz: float | None, plausible_rate_hz: tuple[float, float]
+) -> str | None:
+    """Why an observed sampling rate no wearable has points at a timestamp unit mix-up."""
+    low, high = plausible_rate_hz
+    if observed_rate_hz is None or low <= observed_rate_hz <= high:
+        return None
+    # Seconds read as milliseconds make the rate 1000x too high; micro- and nanoseconds too low.
+    for factor, unit in ((1e3, "seconds"), (1e-3, "microseconds"), (1e-6, "nanoseconds")):
+        if low <= observed_rate_hz / factor <= high:
+            return (
+                f"timestamps look like {unit}, not milliseconds: observed rate "
+                f"{observed_rate_hz:g} Hz, which would be {observed_rate_hz / factor:g} Hz in "
+                f"{unit} (plausible {low:g}-{high:g} Hz); write the timestamps in milliseconds"
+            )
+    return (
+        f"implausible sampling rate {observed_rate_hz:g} Hz (plausible {low:g}-{high:g} Hz): "
+        "check the timestamp column"
+    )
+
+
 def _timing_problems(
-    timestamps: np.ndarray, file: str, max_gap_ms: float, stats: dict[str, Any]
+    timestamps: np.ndarray,
+    file: str,
+    max_gap_ms: float,
+    stats: dict[str, Any],
+    plausible_rate_hz: tuple[float, float],
 ) -> list[dict[str, Any]]:
-    """A stream too sparse to interpolate (rejected), or its gaps (split there)."""
+    """A clock in the wrong unit or a stream too sparse to interpolate (rejected), or its gaps."""
     stream_stats, median_interval = _stream_stats(timestamps, max_gap_ms)
     stats.update(stream_stats)
+    # Before the sparse and too-short checks: a clock in seconds makes a day look 86 s long.
+    clock = clock_problem(
+        1000.0 / median_interval if median_interval > 0 else None, plausible_rate_hz
+    )
+    if clock is not None:
+        return [_problem(file, clock, len(timestamps), "rejected")]
     if median_interval > max_gap_ms:
         problem = (
             f"too sparse: median sample interval {median_interval:g} ms exceeds "
@@ -182,7 +213,9 @@ def _validate_stream(
     if len(columns["timestamp"]) < 2:
         problems.append(_problem(file, "fewer than 2 usable rows", len(frame), "rejected"))
         return None, stats, problems
-    timing = _timing_problems(columns["timestamp"], file, max_gap_ms, stats)
+    timing = _timing_problems(
+        columns["timestamp"], file, max_gap_ms, stats, validation["plausible_rate_hz"]
+    )
     problems += timing
     if any(p["action"] == "rejected" for p in timing):
         return None, stats, problems
@@ -225,6 +258,40 @@ def _validate_labels(
     return labels, problems
 
 
+def _check_gravity(
+    accelerometer: pd.DataFrame,
+    files: dict[str, str],
+    rec_id: str,
+    units: dict[str, str],
+    validation: Validation,
+    entry: dict[str, Any],
+) -> bool:
+    """Whether the accelerometer reads 1 g at rest in its declared unit; reports it if not."""
+    check = validation["unit_check"]
+    rate = entry["streams"]["accelerometer"].get("observed_rate_hz") or 1.0
+    acc = accelerometer[["x", "y", "z"]].to_numpy(dtype=np.float64)
+    gravity = stream_gravity(
+        acc * unit_factor("accelerometer", units["accelerometer"]),
+        round(check["window_s"] * rate),
+        check,
+    )
+    entry["gravity"] = gravity
+    if gravity["ok"]:
+        return True
+    reject = check["on_mismatch"] == "reject"
+    entry["problems"].append(
+        _problem(
+            files.get("accelerometer", f"{rec_id}/accelerometer"),
+            f"acceleration at rest reads {gravity['ratio_to_g']:g} g, not 1 g (median |a| "
+            f"{gravity['median_magnitude_ms2']:g} m/s^2 over {gravity['windows_used']} "
+            f"{gravity['from']}, declared unit {units['accelerometer']}): {gravity['hint']}",
+            len(accelerometer),
+            "rejected" if reject else "kept",
+        )
+    )
+    return not reject
+
+
 def _validate_recording(
     rec_id: str,
     record: dict[str, Any],
@@ -232,6 +299,7 @@ def _validate_recording(
     validation: Validation,
     max_gap_ms: float,
     min_duration_s: float,
+    units: dict[str, str],
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     files = record.get("files", {})
     read_errors = record.get("read_errors", {})
@@ -239,8 +307,11 @@ def _validate_recording(
         "recording_id": rec_id,
         "subject_id": record.get("subject_id"),
         "streams": {},
-        "problems": [],
+        # What a reader found in the files themselves (a truncated FIT file, ...).
+        "problems": list(record.get("reader_problems", [])),
     }
+    if record.get("source"):
+        entry["source"] = record["source"]
     if "metadata" in read_errors:
         entry["problems"].append(
             _problem(f"{rec_id}/metadata.json", read_errors["metadata"], 0, "ignored")
@@ -268,6 +339,8 @@ def _validate_recording(
 
     usable = all(clean[s] is not None for s in SENSOR_STREAMS)
     if usable:
+        usable = _check_gravity(clean["accelerometer"], files, rec_id, units, validation, entry)
+    if usable:
         timestamps = [clean[s]["timestamp"].to_numpy() for s in SENSOR_STREAMS]
         start = max(t[0] for t in timestamps)
         end = min(t[-1] for t in timestamps)
@@ -286,6 +359,30 @@ def _validate_recording(
             usable = False
     entry["status"] = "accepted" if usable else "rejected"
     return (clean if usable else None), entry
+
+
+def in_declared_units(record: dict[str, Any], raw_source: RawSource) -> dict[str, Any]:
+    """A record whose reader fixed its own units (FIT: g, deg/s), in the declared ones.
+
+    Everything downstream converts from the declared units with the declared offsets; values
+    re-expressed in them come out of that conversion unchanged, so one code path serves both.
+    """
+    own = record.get("units")
+    if not own:
+        return record
+    converted = dict(record)
+    for stream in SENSOR_STREAMS:
+        frame = record.get(stream)
+        if frame is None or stream not in own:
+            continue
+        factor = unit_factor(stream, own[stream]) / unit_factor(
+            stream, raw_source[f"{stream}_unit"]
+        )
+        offset = np.asarray(raw_source.get(f"{stream}_offset", [0.0, 0.0, 0.0]), dtype=float)
+        converted[stream] = frame.assign(
+            **{c: frame[c].to_numpy() * factor + o for c, o in zip(("x", "y", "z"), offset)}
+        )
+    return converted
 
 
 def _raw_limits(raw_source: RawSource, validation: Validation) -> dict[str, float]:
@@ -348,14 +445,16 @@ def validate_recordings(
     min_duration_s = (windowing["window_size"] - 1) / resampling["target_rate_hz"]
     valid: dict[str, dict[str, Any]] = {}
     entries = []
+    units = {s: raw_source[f"{s}_unit"] for s in SENSOR_STREAMS}
     for rec_id in sorted(raw_recordings):
         clean, entry = _validate_recording(
             rec_id,
-            raw_recordings[rec_id],
+            in_declared_units(raw_recordings[rec_id], raw_source),
             limits,
             validation,
             resampling["max_gap_ms"],
             min_duration_s,
+            units,
         )
         entries.append(entry)
         if clean is not None:

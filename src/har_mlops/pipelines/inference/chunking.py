@@ -125,23 +125,6 @@ def run_chain(pipeline: Pipeline, store: dict[str, Any]) -> None:
         store.update(node.run({name: store[name] for name in node.inputs}))
 
 
-def _unparsable_entries(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """Report entries for rows the chunk reader left out (no parsable time)."""
-    return [
-        {
-            "problems": [
-                {
-                    "file": record["files"][stream],
-                    "problem": "rows with unparsable timestamps dropped",
-                    "rows_affected": rows,
-                    "action": "repaired",
-                }
-            ]
-        }
-        for stream, rows in record.get("unparsable_timestamps", {}).items()
-    ]
-
-
 def chunk_windows(
     chunks: Iterable[tuple[dict[str, Any], float, float]],
     rec_id: str,
@@ -156,7 +139,6 @@ def chunk_windows(
     """
     context: dict[str, Any] = {"origin_ms": None, "carry": None}
     for record, keep_from, keep_until in chunks:
-        state.entries.extend(_unparsable_entries(record))
         store = {
             **parameters,
             "raw_chunk": {rec_id: record},

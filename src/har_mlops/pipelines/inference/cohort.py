@@ -385,10 +385,20 @@ def validation_entry(
         for p in entry.get("problems", []):
             key = (p["file"], p["problem"], p["action"])
             problems[key] = problems.get(key, 0) + int(p.get("rows_affected", 0))
+    sources = [e["source"] for e in entries if e.get("source")]
+    gravity = [e["gravity"] for e in entries if e.get("gravity")]
     return {
         "recording_id": recording_id,
         "subject_id": subject_id,
         "status": "accepted" if accepted else "rejected",
+        # The files a reader described (FIT: messages and samples read per file).
+        **({"source": sources[-1]} if sources else {}),
+        # The unit check of each chunk that reached it, worst first.
+        **(
+            {"gravity": sorted(gravity, key=lambda g: abs((g["ratio_to_g"] or 1.0) - 1.0))[-1]}
+            if gravity
+            else {}
+        ),
         "chunks": len(entries),
         "chunks_rejected": sum(e.get("status") == "rejected" for e in entries),
         "streams": _stream_totals(entries),

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from har_mlops.units import STANDARD_GRAVITY, UNIT_FACTORS
+from har_mlops.units import gravity_at_rest, still_windows
 
 # Gate order: the first failing gate names the window's quarantine reason.
 REASONS = ("non_finite", "sampling_rate", "repaired_share", "gravity", "flat_line", "clipping")
@@ -44,20 +44,6 @@ def clipped_samples(channels: np.ndarray, min_level: np.ndarray, tolerance: floa
     return np.where(extreme[:, :, 0] >= min_level, at_extreme, 0)
 
 
-def still_windows(
-    acc: np.ndarray, acc_magnitude: np.ndarray, still: dict[str, float]
-) -> np.ndarray:
-    """Windows whose accelerometer ``[n, 3, T]`` barely moves (GGIR-style SD and range limits).
-
-    The limits are in m/s^2 at 1 g and scale with the window's own mean magnitude, so a still
-    window stays still under a wrong unit, which is what the gravity check needs to see.
-    """
-    scale = (acc_magnitude / STANDARD_GRAVITY)[:, None]
-    return (acc.std(axis=2) < still["max_std_ms2"] * scale).all(axis=1) & (
-        (acc.max(axis=2) - acc.min(axis=2)) < still["max_range_ms2"] * scale
-    ).all(axis=1)
-
-
 def window_gates(signals: np.ndarray, quality: dict[str, Any]) -> dict[str, np.ndarray]:
     """Failure masks of the signal-only gates for windows ``[n, T, 6]``, plus still flags."""
     channels = np.ascontiguousarray(signals.transpose(0, 2, 1))
@@ -82,19 +68,6 @@ def window_gates(signals: np.ndarray, quality: dict[str, Any]) -> dict[str, np.n
     }
 
 
-def likely_unit_mistake(ratio: float) -> str:
-    """Names the declared-vs-actual unit pair whose conversion error best explains ``ratio``."""
-    factors = UNIT_FACTORS["accelerometer"]
-    guesses = {
-        f"data in {actual} declared as {declared}": factors[declared] / factors[actual]
-        for actual in factors
-        for declared in factors
-        if actual != declared
-    }
-    best = min(guesses, key=lambda k: abs(np.log(guesses[k] / ratio)))
-    return best if abs(np.log(guesses[best] / ratio)) < np.log(1.5) else "no unit mix-up fits"
-
-
 def gravity_check(
     recording_ids: np.ndarray,
     still: np.ndarray,
@@ -102,23 +75,12 @@ def gravity_check(
     gravity: dict[str, Any],
 ) -> dict[str, dict[str, Any]]:
     """Per recording: median |a| of still windows (else of all windows) against 9.81 m/s^2."""
-    results = {}
-    for rec in np.unique(recording_ids):
-        mine = recording_ids == rec
-        use_still = (still & mine).sum() >= gravity["min_still_windows"]
-        selected = acc_magnitude[mine & still] if use_still else acc_magnitude[mine]
-        tolerance = gravity["tolerance"] if use_still else gravity["tolerance_moving"]
-        ratio = float(np.median(selected)) / STANDARD_GRAVITY
-        ok = abs(ratio - 1.0) <= tolerance
-        results[str(rec)] = {
-            "windows_used": int(selected.size),
-            "from": "still windows" if use_still else "all windows (too few still ones)",
-            "median_magnitude_ms2": round(ratio * STANDARD_GRAVITY, 4),
-            "ratio_to_g": round(ratio, 4),
-            "ok": bool(ok),
-            "hint": None if ok else likely_unit_mistake(ratio),
-        }
-    return results
+    return {
+        str(rec): gravity_at_rest(
+            acc_magnitude[recording_ids == rec], still[recording_ids == rec], gravity
+        )
+        for rec in np.unique(recording_ids)
+    }
 
 
 def recording_gates(
