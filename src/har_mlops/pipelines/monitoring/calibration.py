@@ -167,16 +167,25 @@ def calibration_settings(groups: list[Group], monitoring: dict[str, Any]) -> dic
     }
 
 
+def _repetitions_per_group(
+    windows: np.ndarray, size: int, calibration: dict[str, Any]
+) -> np.ndarray | None:
+    """``repetitions`` shared among the groups whose ``windows`` can supply ``size``-batches."""
+    weights = np.where(windows * calibration["max_pool_share"] >= size, windows, 0.0)
+    if weights.sum() == 0:
+        return None
+    return np.ceil(calibration["repetitions"] * weights / weights.sum()).astype(int)
+
+
 def draw_batches(
     groups: list[Group], size: int, calibration: dict[str, Any], rng: np.random.Generator
 ) -> list[Batch]:
     """``repetitions`` batches of ``size`` windows from the groups large enough for them."""
     # Shared among those groups in proportion to their windows.
     windows = np.array([len(held_out["predicted"]) for _, held_out in groups], dtype=float)
-    weights = np.where(windows * calibration["max_pool_share"] >= size, windows, 0.0)
-    if weights.sum() == 0:
+    counts = _repetitions_per_group(windows, size, calibration)
+    if counts is None:
         return []
-    counts = np.ceil(calibration["repetitions"] * weights / weights.sum()).astype(int)
     batches = []
     for group in np.flatnonzero(counts):
         recordings = groups[group][1]["recording_id"]
@@ -218,11 +227,11 @@ def activity_batches(
         np.flatnonzero(held_out["predicted"] == activity) if activity in sketches else np.empty(0)
         for sketches, held_out in groups
     ]
-    windows = np.array([r.size for r in rows], dtype=float)
-    weights = np.where(windows * calibration["max_pool_share"] >= size, windows, 0.0)
-    if weights.sum() == 0:
+    counts = _repetitions_per_group(
+        np.array([r.size for r in rows], dtype=float), size, calibration
+    )
+    if counts is None:
         return []
-    counts = np.ceil(calibration["repetitions"] * weights / weights.sum()).astype(int)
     batches = []
     for group in np.flatnonzero(counts):
         # Rows of one activity keep the recordings grouped and in time order, so a batch is
