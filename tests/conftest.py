@@ -23,6 +23,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from har_mlops.units import STANDARD_GRAVITY
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PARAMETERS_FILE = PROJECT_ROOT / "conf" / "base" / "parameters_data_processing.yml"
 HAPT_ZIP = PROJECT_ROOT / "data" / "01_raw" / "hapt_rawdata.zip"
@@ -146,8 +148,13 @@ def _isolated_test():
 
 @pytest.fixture(scope="session")
 def _base_parameters() -> dict[str, Any]:
+    """conf/base/parameters_data_processing.yml with its ``${globals:...}`` resolved."""
+    from kedro.config import OmegaConfigLoader
+
     with PARAMETERS_FILE.open() as handle:
-        return yaml.safe_load(handle)
+        groups = set(yaml.safe_load(handle))
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="base")
+    return {name: value for name, value in loader["parameters"].items() if name in groups}
 
 
 @pytest.fixture
@@ -237,14 +244,19 @@ def make_recording(
     """A clean synthetic recording: two streams on the same exact grid, known signals.
 
     With ``t`` in seconds since ``start_ms``: accelerometer x = sin(2*pi*t), y = 0.5*t,
-    z = 1.0; gyroscope x = cos(2*pi*t), y = -0.1*t, z = 0.2. Timestamps are integer ms.
+    z = 9.80665 (gravity in m/s^2, so that the unit check at rest passes); gyroscope x = cos(2*pi*t), y = -0.1*t, z = 0.2. Timestamps are integer ms.
     """
     n = int(round(duration_s * rate_hz)) + 1
     offsets = np.round(np.arange(n) * 1000.0 / rate_hz).astype(np.int64)
     t = offsets / 1000.0
     timestamp = start_ms + offsets
     acc = pd.DataFrame(
-        {"timestamp": timestamp, "x": np.sin(2 * np.pi * t), "y": 0.5 * t, "z": np.ones(n)}
+        {
+            "timestamp": timestamp,
+            "x": np.sin(2 * np.pi * t),
+            "y": 0.5 * t,
+            "z": np.full(n, STANDARD_GRAVITY),
+        }
     )
     gyro = pd.DataFrame(
         {"timestamp": timestamp, "x": np.cos(2 * np.pi * t), "y": -0.1 * t, "z": np.full(n, 0.2)}

@@ -200,7 +200,7 @@ def test_resample_bridges_a_short_gap_with_exact_linear_interpolation(resampling
     assert (out["segment_id"] == 0).all()
     row = out.loc[out["timestamp"] == EPOCH_MS + 5020].iloc[0]
     assert row["acc_y"] == pytest.approx(0.5 * 5.02, abs=1e-12)  # linear signal: exact
-    assert row["acc_z"] == 1.0
+    assert row["acc_z"] == STANDARD_GRAVITY
     # sin is not linear: the bridged value is the straight line between the neighbours.
     assert row["acc_x"] == pytest.approx(acc_at_5000 + (acc_at_5060 - acc_at_5000) / 3, abs=1e-12)
     assert row["gyro_y"] == pytest.approx(-0.1 * 5.02, abs=1e-12)  # gyro had no hole

@@ -58,6 +58,7 @@ def test_pipeline_wiring(parameters):
 def _raw_recording(rec_id: str, subject: str, k: int) -> dict:
     """One labelled 10 s recording as WearableExportDataset returns it (units g and rad/s)."""
     acc, gyro = make_recording(duration_s=10.0)
+    acc[["x", "y", "z"]] /= STANDARD_GRAVITY  # declared in g (conf/base raw_source)
     acc["x"] += 0.1 * k  # subject-specific, so the scaler depends on which subjects train
     labels = pd.DataFrame(
         {
@@ -148,10 +149,10 @@ def test_in_memory_run_splits_windows_by_subject(in_memory_run):
         assert part["signals"].dtype == np.float32
         assert part["signals"].shape == (part["label"].size, 128, 6)
 
-    # Units converted to m/s^2: acc x = (sin(2 pi t) + 0.1 k) g, acc z = 1 g; gyro untouched.
+    # Units converted to m/s^2: acc x = sin(2 pi t) m/s^2 + 0.1 k g, acc z = 1 g; gyro untouched.
     t = np.arange(128) * 0.02
     np.testing.assert_allclose(
-        train["signals"][0, :, 0], (np.sin(2 * np.pi * t) + 0.1) * STANDARD_GRAVITY, atol=1e-5
+        train["signals"][0, :, 0], np.sin(2 * np.pi * t) + 0.1 * STANDARD_GRAVITY, atol=1e-5
     )
     np.testing.assert_allclose(
         train["signals"][4, :, 0] - train["signals"][0, :, 0], 0.1 * 9.80665, atol=1e-5

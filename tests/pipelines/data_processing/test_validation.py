@@ -11,6 +11,7 @@ from har_mlops.pipelines.data_processing.validation import (
     NoValidRecordingsError,
     validate_recordings,
 )
+from har_mlops.units import STANDARD_GRAVITY
 from tests.conftest import EPOCH_MS, make_recording, to_csv_text, write_recording
 
 N_ROWS = 501  # make_recording(): 10 s at 50 Hz
@@ -314,6 +315,7 @@ def test_out_of_range_values_are_dropped_and_counted(tmp_path, good, run_validat
 def test_out_of_range_limit_follows_declared_unit(tmp_path, raw_source, run_validation):
     # Declared in g: the limit 160 m/s^2 is 16.3155 g.
     acc, gyro = make_recording()
+    acc[["x", "y", "z"]] /= STANDARD_GRAVITY
     acc.loc[3, "x"] = 16.3
     acc.loc[4, "x"] = 16.4
     write_recording(tmp_path, "rec_g", acc, gyro)
@@ -678,3 +680,115 @@ def test_overlapping_label_segments_are_reported(tmp_path, good, run_validation)
             "ignored",
         )
     ]
+
+
+# --------------------------------------------------------------------------- units and clocks
+
+
+def test_timestamps_in_seconds_are_named_as_such_not_too_short(tmp_path, good, run_validation):
+    acc, gyro = make_recording(duration_s=20.0)
+    for stream in (acc, gyro):
+        stream["timestamp"] = stream["timestamp"] / 1000.0
+    write_recording(tmp_path, "rec_seconds", acc, gyro)
+
+    valid, report = run_validation()
+
+    assert "rec_seconds" not in valid
+    problems = _entry(report, "rec_seconds")["problems"]
+    assert problems[0]["file"] == "rec_seconds/accelerometer.csv"
+    assert problems[0]["problem"].startswith(
+        "timestamps look like seconds, not milliseconds: observed rate 50000 Hz, "
+        "which would be 50 Hz in seconds"
+    )
+    assert problems[0]["action"] == "rejected"
+    assert not any("shorter than one window" in p["problem"] for p in problems)
+
+
+def test_timestamps_in_microseconds_are_named_as_such(tmp_path, good, run_validation):
+    acc, gyro = make_recording(duration_s=20.0)
+    for stream in (acc, gyro):
+        stream["timestamp"] = stream["timestamp"] * 1000
+    write_recording(tmp_path, "rec_us", acc, gyro)
+
+    valid, report = run_validation()
+
+    assert "rec_us" not in valid
+    problem = _entry(report, "rec_us")["problems"][0]
+    assert problem["problem"].startswith("timestamps look like microseconds, not milliseconds")
+    assert "too sparse" not in problem["problem"]
+
+
+def _still_recording(duration_s: float = 30.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A watch lying still, tilted: 1 g spread over three axes, small sensor noise (m/s^2)."""
+    acc, gyro = make_recording(duration_s=duration_s)
+    noise = np.random.default_rng(0).normal(0.0, 0.02, (len(acc), 3))
+    acc[["x", "y", "z"]] = np.array([0.3, 0.4, np.sqrt(1 - 0.25)]) * STANDARD_GRAVITY + noise
+    gyro[["x", "y", "z"]] = noise / 10
+    return acc, gyro
+
+
+def test_g_declared_as_ms2_is_rejected_with_the_likely_unit(tmp_path, good, run_validation):
+    acc, gyro = _still_recording()
+    acc[["x", "y", "z"]] /= STANDARD_GRAVITY  # written in g, declared m/s^2 (si_raw_source)
+    write_recording(tmp_path, "rec_in_g", acc, gyro)
+
+    valid, report = run_validation()
+
+    assert "rec_in_g" not in valid
+    entry = _entry(report, "rec_in_g")
+    (problem,) = entry["problems"]
+    assert problem["file"] == "rec_in_g/accelerometer.csv"
+    assert problem["problem"].startswith("acceleration at rest reads 0.102 g, not 1 g")
+    assert "still windows" in problem["problem"]
+    assert problem["problem"].endswith("data in g declared as m/s^2")
+    assert (problem["rows_affected"], problem["action"]) == (len(acc), "rejected")
+    assert entry["gravity"]["ok"] is False
+    assert "rec_good" in valid and _entry(report, "rec_good")["gravity"]["ok"] is True
+
+
+def test_milli_g_declared_as_g_is_rejected_with_the_likely_unit(
+    tmp_path, run_validation, si_raw_source
+):
+    acc, gyro = _still_recording()
+    acc[["x", "y", "z"]] /= STANDARD_GRAVITY
+    write_recording(tmp_path, "rec_g", acc.copy(), gyro)
+    acc[["x", "y", "z"]] *= 1000.0  # milli-g: beyond the range limit before any gravity check
+    write_recording(tmp_path, "rec_mg", acc, gyro)
+
+    valid, report = run_validation({**si_raw_source, "accelerometer_unit": "g"})
+
+    assert list(valid) == ["rec_g"]
+    (problem,) = _entry(report, "rec_mg")["problems"]
+    assert problem["problem"].startswith("1501 of 1501 rows unusable")
+    assert problem["problem"].endswith("median |a| reads 1000 g, data in milli_g declared as g")
+
+
+def test_unit_mismatch_can_be_kept_with_a_warning(
+    tmp_path, good, si_raw_source, validation_params, resampling, windowing
+):
+    acc, gyro = _still_recording()
+    acc[["x", "y", "z"]] /= STANDARD_GRAVITY
+    write_recording(tmp_path, "rec_in_g", acc, gyro)
+    validation_params["unit_check"]["on_mismatch"] = "warn"
+    raw = WearableExportDataset(path=str(tmp_path)).load()
+
+    valid, report = validate_recordings(
+        raw, si_raw_source, validation_params, resampling, windowing
+    )
+
+    assert "rec_in_g" in valid
+    (problem,) = _entry(report, "rec_in_g")["problems"]
+    assert problem["action"] == "kept"
+    assert problem["problem"].endswith("data in g declared as m/s^2")
+
+
+def test_a_correct_still_recording_passes_the_unit_check(tmp_path, run_validation):
+    acc, gyro = _still_recording()
+    write_recording(tmp_path, "rec_still", acc, gyro)
+
+    valid, report = run_validation()
+
+    assert "rec_still" in valid
+    gravity = _entry(report, "rec_still")["gravity"]
+    assert gravity["ok"] is True and gravity["from"] == "still windows"
+    assert gravity["ratio_to_g"] == pytest.approx(1.0, abs=0.01)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from har_mlops.parameters import RawSource, Resampling, Validation, Windowing
-from har_mlops.units import stream_gravity, unit_factor
+from har_mlops.units import STANDARD_GRAVITY, likely_unit_mistake, stream_gravity, unit_factor
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +292,26 @@ def _check_gravity(
     return not reject
 
 
+def _with_unit_hint(
+    problems: list[dict[str, Any]], accelerometer: pd.DataFrame, unit: str
+) -> list[dict[str, Any]]:
+    """Adds the likely unit mix-up to an accelerometer rejected for out-of-range values."""
+    values = _numeric(accelerometer, SENSOR_COLUMNS)
+    acc = np.column_stack([values[c] for c in SENSOR_COLUMNS[1:]])
+    magnitude = np.sqrt((acc[np.isfinite(acc).all(axis=1)] ** 2).sum(axis=1))
+    if magnitude.size == 0:
+        return problems
+    ratio = float(np.median(magnitude)) * unit_factor("accelerometer", unit) / STANDARD_GRAVITY
+    hint = likely_unit_mistake(ratio)
+    if hint == "no unit mix-up fits":
+        return problems
+    *earlier, last = problems
+    return [
+        *earlier,
+        {**last, "problem": f"{last['problem']}: median |a| reads {ratio:.4g} g, {hint}"},
+    ]
+
+
 def _validate_recording(
     rec_id: str,
     record: dict[str, Any],
@@ -327,6 +347,8 @@ def _validate_recording(
             validation,
             max_gap_ms,
         )
+        if stream == "accelerometer" and frame is None and stats.get("out_of_range_rows"):
+            problems = _with_unit_hint(problems, record[stream], units[stream])
         entry["streams"][stream] = stats
         entry["problems"].extend(problems)
         clean[stream] = frame
