@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import struct
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from har_mlops.fit import FitBlock, FitImuReader, read_fit_imu, read_fit_recording
+from har_mlops.fit_binary import crc16
 from tests import fit_files as ff
 
 # Tolerances of the FIT encodings: float32 fields; one count of the calibrations (half a
@@ -316,3 +318,81 @@ def test_hapt_like_signal_round_trips(tmp_path):
     assert abs(still.mean() - 1.0) < 0.02
     # Periods stay 20 ms.
     assert set(np.diff(acc["timestamp"].to_numpy())) == {20.0}
+
+
+# --------------------------------------------------------------------------- the binary layer
+
+
+def _definition(local: int, global_num: int, fields, big_endian: bool = False) -> bytes:
+    order = "big" if big_endian else "little"
+    body = bytes([0, int(big_endian)]) + global_num.to_bytes(2, order) + bytes([len(fields)])
+    body += b"".join(bytes([number, size, base]) for number, size, base in fields)
+    return bytes([0x40 | local]) + body
+
+
+def _fit_bytes(records: bytes) -> bytes:
+    header = bytes([14, 0x20]) + (2195).to_bytes(2, "little") + len(records).to_bytes(4, "little")
+    header += b".FIT"
+    header += crc16(header).to_bytes(2, "little")
+    body = header + records
+    return body + crc16(body).to_bytes(2, "little")
+
+
+def test_compressed_timestamps_big_endian_and_developer_free_layouts(tmp_path):
+    """Hand-written records fit-tool cannot write: compressed-timestamp headers (time from the
+    header's 5-bit offset, rolling over), a big-endian definition and an invalid sample."""
+    fit_s = 1_100_000_000  # FIT seconds, low 5 bits 0
+    fit_s += 30  # so the compressed offsets 31, 0, 1 roll over into the next 32 s period
+    float3 = [(5, 8, 0x88), (6, 8, 0x88), (7, 8, 0x88)]  # two float32 per axis
+    records = _definition(0, 165, [(253, 4, 0x86), (1, 4, 0x84), *float3])
+    records += bytes([0]) + struct.pack("<I2H6f", fit_s, 0, 20, 0.1, 0.2, 0.3, 0.4, 1.0, 1.0)
+    records += _definition(1, 165, [(1, 4, 0x84), *float3], big_endian=True)
+    expected_t, expected_x = [fit_s * 1000.0, fit_s * 1000.0 + 20], [0.1, 0.2]
+    for k, offset in enumerate((31, 0, 1)):
+        seconds = fit_s + 1 + k
+        assert seconds & 0x1F == offset
+        x = float(k)
+        y = float("nan") if k == 2 else 0.5  # the last one's second sample is invalid
+        records += bytes([0x80 | (1 << 5) | offset])
+        records += struct.pack(">2H6f", 0, 20, x, x, 0.5, y, 1.0, 1.0)
+        expected_t += [seconds * 1000.0, seconds * 1000.0 + 20][: 1 if k == 2 else 2]
+        expected_x += [x, x][: 1 if k == 2 else 2]
+    path = tmp_path / "handmade.fit"
+    path.write_bytes(_fit_bytes(records))
+
+    acc, gyro, reader, _ = decode(path)
+
+    assert reader.report.messages == {"accelerometer_data": 4}
+    assert reader.report.problems == ["accelerometer samples with invalid values: 1 left out"]
+    np.testing.assert_allclose(
+        acc["timestamp"].to_numpy(), np.array(expected_t) + ff.FIT_EPOCH_MS, rtol=0, atol=1e-3
+    )
+    np.testing.assert_allclose(acc["x"].to_numpy(), expected_x, atol=1e-6)
+    assert len(gyro) == 0
+
+
+def test_crc16_matches_fit_tool():
+    from fit_tool.utils.crc import crc16 as reference
+
+    data = np.random.default_rng(0).integers(0, 256, 50_003, dtype=np.uint8).tobytes()
+    for part in (b"", data[:7], data[:4096], data):
+        assert crc16(part) == reference(part)
+    assert crc16(data[1000:], crc16(data[:1000])) == reference(data)
+
+
+def test_chained_fit_files_in_one_file(tmp_path):
+    first, second = ff.signals(4, 50, seed=1), ff.signals(4, 50, start_ms=ff.START_MS + 4000)
+    one = ff.write_calibrated(tmp_path / "1.fit", first).read_bytes()
+    two = ff.write_calibrated(tmp_path / "2.fit", second).read_bytes()
+    path = tmp_path / "chained.fit"
+    path.write_bytes(one + two)
+
+    acc, _, reader, _ = decode(path)
+
+    assert reader.report.problems == [] and reader.report.complete
+    assert_stream(
+        acc,
+        np.concatenate([first.accel_t, second.accel_t]),
+        np.concatenate([first.accel, second.accel]),
+        FLOAT32_G,
+    )

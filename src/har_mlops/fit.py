@@ -1,15 +1,17 @@
-"""Streaming reader of Garmin .FIT IMU data (accelerometer and gyroscope), built on fitdecode.
+"""Streaming reader of Garmin .FIT IMU data (accelerometer and gyroscope).
 
-A FIT file is decoded message by message with :class:`fitdecode.FitReader` (MIT licence) and
-the IMU samples are handed out in blocks of at most ``block_samples`` rows per sensor, so that
-a day-long file never sits decoded in memory. Each block holds two DataFrames,
+A FIT file is read a chunk at a time; its records are walked and the IMU records of each
+definition decoded at once with numpy (:mod:`har_mlops.fit_binary`), with message names,
+field scales and offsets from fitdecode's FIT profile (MIT licence). The IMU samples are handed
+out in blocks of at most ``block_samples`` rows per sensor, so that a day-long file never sits
+decoded in memory. Each block holds two DataFrames,
 ``accelerometer`` and ``gyroscope``, with the columns
 
 * ``timestamp``: float64, milliseconds since the Unix epoch (UTC);
 * ``x``, ``y``, ``z``: float64, **accelerometer in g, gyroscope in deg/s**. These units are
   fixed by the reader whatever the FIT message carried (milli-g values are divided by 1000).
 
-Messages read (names, units and scales from fitdecode's profile, ``fitdecode/profile.py``):
+Messages read (names, units and scales as in fitdecode's profile, ``fitdecode/profile.py``):
 
 * ``accelerometer_data`` (165) / ``gyroscope_data`` (164): up to 30 samples per message, each
   at ``timestamp`` + ``timestamp_ms`` + ``sample_time_offset[i]`` (ms). Values are taken, in
@@ -21,8 +23,7 @@ Messages read (names, units and scales from fitdecode's profile, ``fitdecode/pro
 
       calibrated = M @ ((raw - level_shift - offset_cal) * calibration_factor / calibration_divisor)
 
-  with ``M`` the 3x3 row-major ``orientation_matrix`` (profile scale 65535, applied by
-  fitdecode), ``calibration_factor`` in g (accelerometer) or deg/s (gyroscope) per count.
+  with ``M`` the 3x3 row-major ``orientation_matrix`` (profile scale 65535), ``calibration_factor`` in g (accelerometer) or deg/s (gyroscope) per count.
   Raw samples read before any calibration of their sensor are left out and reported
   ("unknown calibration").
 * ``hsa_accelerometer_data`` (302): ``accel_*`` arrays (mG, profile scale 1.024), samples
@@ -39,8 +40,8 @@ both sides with their millisecond parts (``timestamp_ms`` / ``system_timestamp_m
 except those whose ``timestamp`` is below 0x10000000 (the FIT marker of system time, seconds
 since power-on): these cannot be placed and are left out and reported.
 
-Decoding problems (truncated file, CRC error, bad header, parse error) never escape as a
-traceback: the samples decoded before the error are kept and the problem is written to the
+Decoding problems (truncated file, CRC error, bad header, undefined local message) never
+escape as a traceback: the samples decoded before the error are kept and the problem is written to the
 :class:`FitReport` of the file.
 """
 
@@ -51,10 +52,22 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import fitdecode
 import numpy as np
 import pandas as pd
+
+from har_mlops.fit_binary import (
+    Definition,
+    FitCrcError,
+    FitFormatError,
+    FitTruncatedError,
+    RecordBatch,
+    Walker,
+    crc16,
+    parse_header,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -140,18 +153,12 @@ def _empty_frame() -> pd.DataFrame:
     return pd.DataFrame({c: np.empty(0, dtype=np.float64) for c in COLUMNS})
 
 
-def _array(value) -> np.ndarray:
-    """A fitdecode field value (scalar, tuple with None for invalid, or None) as float64."""
-    if value is None:
-        return np.empty(0, dtype=np.float64)
-    return np.atleast_1d(np.asarray(value, dtype=np.float64))
-
-
-def _ms_part(ms, fraction) -> float:
+def _ms_part(ms: float | None, fraction: float | None, fraction_scale: float) -> float:
+    """Milliseconds of a time from its ``*_ms`` field, else its 1/``fraction_scale`` s one."""
     if ms is not None:
-        return float(ms)
+        return ms
     if fraction is not None:
-        return float(fraction) * 1000.0  # fitdecode applied the 1/32768 scale: seconds
+        return fraction / fraction_scale * 1000.0
     return 0.0
 
 
@@ -208,8 +215,7 @@ class FitImuReader:
     def __init__(
         self, path: str | Path, block_samples: int = 50_000, *, check_crc: bool = True
     ) -> None:
-        """``check_crc=False`` skips fitdecode's CRC computation (close to half of the
-        decode time, benchmarks/fit_decode.py) and so cannot report CRC errors."""
+        """``check_crc=False`` skips the CRC computation and so cannot report CRC errors."""
         if block_samples < 1:
             raise ValueError(f"block_samples must be >= 1, got {block_samples}")
         self.path = Path(path)
@@ -227,40 +233,25 @@ class FitImuReader:
         in file order, but are not aligned sample by sample.
         """
         self.report = FitReport(path=str(self.path))
-        self._messages: Counter[str] = Counter()
+        self._messages: Counter[int] = Counter()
         self._calibrations: dict[str, _Calibration] = {}
         self._correlation_ms: float | None = None  # UTC - system time, in ms
         self._left_out: Counter[str] = Counter()
         self._buffers = {s: _StreamBuffer() for s in STREAMS}
         self._stopped = False
         try:
-            with fitdecode.FitReader(
-                str(self.path),
-                processor=None,  # raw date_time ints; profile scales are still applied
-                check_crc=(
-                    fitdecode.CrcCheck.RAISE if self.check_crc else fitdecode.CrcCheck.DISABLED
-                ),
-                error_handling=fitdecode.ErrorHandling.IGNORE,
-            ) as fit:
-                for frame in fit:
-                    if frame.frame_type != fitdecode.FIT_FRAME_DATA:
-                        continue
-                    self._messages[frame.name] += 1
-                    try:
-                        self._handle(frame)
-                    except (ValueError, TypeError, IndexError) as exc:  # malformed fields
-                        self._left_out[f"{frame.name} messages not interpretable ({exc})"] += 1
-                    yield from self._full_blocks()
+            with self.path.open("rb") as handle:
+                yield from self._read_files(handle)
             self.report.complete = True
-        except fitdecode.FitEOFError as exc:
-            self._problem(f"truncated: the file ends inside a record ({exc})")
-        except fitdecode.FitCRCError as exc:
+        except FitTruncatedError as exc:
+            self._problem(f"truncated: {exc}")
+        except FitCrcError as exc:
             self._problem(f"CRC error: {exc}")
-        except fitdecode.FitHeaderError as exc:
-            kind = "truncated" if "truncated" in str(exc) else "header error"
+        except FitFormatError as exc:
+            kind = (
+                "header error" if "header" in str(exc) or "FIT file" in str(exc) else "parse error"
+            )
             self._problem(f"{kind}: {exc}")
-        except fitdecode.FitError as exc:  # FitParseError and any other decoder error
-            self._problem(f"parse error: {exc}")
         except OSError as exc:
             self._problem(f"cannot read the file: {exc}")
         except GeneratorExit:  # the caller stopped iterating: not a problem of the file
@@ -272,135 +263,281 @@ class FitImuReader:
             yield self._cut(self.block_samples)
         self._buffers = {s: _StreamBuffer() for s in STREAMS}
 
-    # -- message handling ---------------------------------------------------------------------
+    # -- decoding -----------------------------------------------------------------------------
 
-    def _handle(self, frame) -> None:
-        num = frame.global_mesg_num
-        if num in IMU_MESSAGES:
-            fields = {fd.def_num: fd for fd in frame.fields}
-            if num in (MESG_HSA_ACCELEROMETER_DATA, MESG_HSA_GYROSCOPE_DATA):
-                self._hsa_message(num, fields)
-            else:
-                self._imu_message(IMU_MESSAGES[num], fields)
-        elif num == MESG_THREE_D_SENSOR_CALIBRATION:
-            self._calibration_message({fd.def_num: fd for fd in frame.fields})
-        elif num == MESG_TIMESTAMP_CORRELATION:
-            self._correlation_message({fd.def_num: fd for fd in frame.fields})
+    def _read_files(self, handle: BinaryIO) -> Iterator[FitBlock]:
+        """Every FIT file of the stream (a file may chain several), header to CRC."""
+        chunk_bytes = min(max(self.block_samples * 16, 1 << 16), 1 << 24)
+        first = True
+        while True:
+            head = handle.read(14)
+            if not head and not first:
+                return
+            first = False
+            header = parse_header(head)
+            crc = 0
+            if header.size == 12:
+                handle.seek(-2, 1)
+                head = head[:12]
+            if self.check_crc:
+                if header.crc is not None and crc16(head[:12]) != header.crc:
+                    raise FitCrcError(
+                        f"header: stored {header.crc:#06x}, computed {crc16(head[:12]):#06x}"
+                    )
+                crc = crc16(head)
+            walker = Walker()
+            remaining = header.data_size
+            pending = b""
+            while remaining > 0:
+                chunk = handle.read(min(chunk_bytes, remaining))
+                if not chunk:
+                    raise FitTruncatedError(
+                        f"the file ends inside a record, {remaining} of {header.data_size} "
+                        "data bytes missing"
+                    )
+                remaining -= len(chunk)
+                if self.check_crc:
+                    crc = crc16(chunk, crc)
+                data = pending + chunk
+                batch, stop = walker.walk(data, 0, len(data))
+                self._decode(data, batch, walker.definitions)
+                yield from self._full_blocks()
+                pending = data[stop:]
+            if pending:
+                raise FitFormatError(f"the last record is incomplete ({len(pending)} bytes)")
+            stored = handle.read(2)
+            if len(stored) < 2:
+                raise FitTruncatedError("the file ends before its CRC")
+            if self.check_crc and int.from_bytes(stored, "little") != crc:
+                raise FitCrcError(
+                    f"stored {int.from_bytes(stored, 'little'):#06x}, computed {crc:#06x}"
+                )
 
-    @staticmethod
-    def _value(fields, num):
-        fd = fields.get(num)
-        return None if fd is None else fd.value
+    def _decode(self, data: bytes, batch: RecordBatch, definitions: list[Definition]) -> None:
+        """The IMU samples of a batch of records, in file order.
 
-    def _base_ms(self, fields, stream: str, n: int) -> float | None:
-        """UTC ms (Unix epoch) of a message's timestamp + timestamp_ms, None if unplaceable."""
-        ts = fields.get(F_TIMESTAMP)
-        if ts is None or ts.raw_value is None:
-            self._left_out[f"{stream} samples without a timestamp"] += n
-            return None
-        seconds = int(ts.raw_value)
-        ms = seconds * 1000.0 + _ms_part(self._value(fields, F_TIMESTAMP_MS), None)
+        Calibration and correlation messages change how the records after them are read, so
+        the batch is cut at each one; within a stretch, each definition's records are read
+        at once.
+        """
+        if not batch.positions:
+            return
+        buffer = np.frombuffer(data, dtype=np.uint8)
+        positions = np.asarray(batch.positions, dtype=np.int64)
+        index = np.asarray(batch.definitions, dtype=np.int64)
+        numbers = np.array([d.global_num for d in definitions], dtype=np.int64)[index]
+        self._messages.update(dict(zip(*np.unique(numbers, return_counts=True), strict=True)))
+        compressed = np.full(len(positions), np.nan)
+        if batch.compressed_times:
+            at = np.fromiter(batch.compressed_times, dtype=np.int64)
+            compressed[at] = np.fromiter(batch.compressed_times.values(), dtype=np.float64)
+        state_changes = np.flatnonzero(
+            (numbers == MESG_THREE_D_SENSOR_CALIBRATION) | (numbers == MESG_TIMESTAMP_CORRELATION)
+        )
+        start = 0
+        for cut in [*state_changes.tolist(), len(positions)]:
+            self._decode_stretch(
+                buffer, positions, index, numbers, compressed, start, cut, definitions
+            )
+            if cut < len(positions):
+                definition = definitions[index[cut]]
+                payload = buffer[positions[cut] : positions[cut] + definition.size][None]
+                if numbers[cut] == MESG_THREE_D_SENSOR_CALIBRATION:
+                    self._calibration_message(definition, payload)
+                else:
+                    self._correlation_message(definition, payload, compressed[cut])
+            start = cut + 1
+
+    def _decode_stretch(
+        self, buffer, positions, index, numbers, compressed, start, stop, definitions
+    ) -> None:
+        """The IMU records ``start:stop`` of a batch, read under the same calibration/clock."""
+        if stop <= start:
+            return
+        imu = np.isin(numbers[start:stop], list(IMU_MESSAGES))
+        if not imu.any():
+            return
+        rows = np.flatnonzero(imu) + start
+        parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {s: [] for s in STREAMS}
+        for definition_index in np.unique(index[rows]).tolist():
+            definition = definitions[definition_index]
+            mine = rows[index[rows] == definition_index]
+            payloads = buffer[positions[mine, None] + np.arange(definition.size)]
+            stream = IMU_MESSAGES[definition.global_num]
+            try:
+                if definition.global_num in HSA_INTERVAL_MS:
+                    decoded = self._hsa_records(definition, payloads, compressed[mine])
+                else:
+                    decoded = self._imu_records(stream, definition, payloads, compressed[mine])
+            except (ValueError, TypeError, IndexError) as exc:  # malformed fields
+                name = _message_name(definition.global_num)
+                self._left_out[f"{name} messages not interpretable ({exc})"] += len(mine)
+                continue
+            if decoded is not None:
+                times, values, per_record = decoded
+                parts[stream].append((np.repeat(mine, per_record), times, values))
+        for stream, pieces in parts.items():
+            if not pieces:
+                continue
+            order = np.concatenate([p[0] for p in pieces])
+            times = np.concatenate([p[1] for p in pieces])
+            values = np.concatenate([p[2] for p in pieces])
+            if len(pieces) > 1:  # several definitions interleaved: back to file order
+                sort = np.argsort(order, kind="stable")
+                times, values = times[sort], values[sort]
+            self._add(stream, times, values)
+
+    def _base_ms(
+        self,
+        definition: Definition,
+        payloads: np.ndarray,
+        compressed: np.ndarray,
+        stream: str,
+        per_record: int,
+    ) -> np.ndarray:
+        """UTC ms (Unix epoch) of each record's timestamp + timestamp_ms; NaN if unplaceable."""
+        seconds = definition.values(payloads, F_TIMESTAMP)
+        seconds = compressed if seconds is None else seconds[:, 0]
+        missing = np.isnan(seconds)
+        if missing.any():
+            self._left_out[f"{stream} samples without a timestamp"] += (
+                int(missing.sum()) * per_record
+            )
+        ms = definition.values(payloads, F_TIMESTAMP_MS)
+        base = seconds * 1000.0 + (0.0 if ms is None else np.nan_to_num(ms[:, 0]))
         if self._correlation_ms is not None:
-            ms += self._correlation_ms
-        elif seconds < FIT_SYSTEM_TIME_MAX:
-            self._left_out[f"{stream} samples in system time before any timestamp_correlation"] += n
-            return None
-        return ms + FIT_EPOCH_S * 1000.0
+            base = base + self._correlation_ms
+        else:
+            system = ~missing & (seconds < FIT_SYSTEM_TIME_MAX)
+            if system.any():
+                self._left_out[
+                    f"{stream} samples in system time before any timestamp_correlation"
+                ] += int(system.sum()) * per_record
+                base[system] = np.nan
+        return base + FIT_EPOCH_S * 1000.0
 
-    def _imu_message(self, stream: str, fields) -> None:
-        offsets = _array(self._value(fields, F_SAMPLE_TIME_OFFSET))
+    def _imu_records(
+        self, stream: str, definition: Definition, payloads: np.ndarray, compressed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """accelerometer_data / gyroscope_data records: (times, values [n, 3], per record)."""
+        fields = definition.fields
         calibration = None
+        scale = 1.0
         if all(f in fields for f in F_CALIBRATED_XYZ):
-            axes = [_array(fields[f].value) for f in F_CALIBRATED_XYZ]
-            scale = 1.0
+            chosen = F_CALIBRATED_XYZ
         elif stream == "accelerometer" and all(f in fields for f in F_COMPRESSED_XYZ):
-            axes = [_array(fields[f].value) for f in F_COMPRESSED_XYZ]
-            scale = 1e-3  # mG -> g
+            chosen, scale = F_COMPRESSED_XYZ, 1e-3  # mG -> g
         elif all(f in fields for f in F_RAW_XYZ):
-            axes = [_array(fields[f].value) for f in F_RAW_XYZ]
-            scale = 1.0
+            chosen = F_RAW_XYZ
             calibration = self._calibrations.get(stream)
             if calibration is None:
-                self._left_out[f"{stream} raw samples with unknown calibration"] += len(axes[0])
-                return
+                counts = min(fields[f].count for f in F_RAW_XYZ)
+                self._left_out[f"{stream} raw samples with unknown calibration"] += counts * len(
+                    payloads
+                )
+                return None
         else:
-            self._left_out[f"{stream} messages without x/y/z values"] += 1
-            return
-        n = min(len(offsets), *(len(a) for a in axes))
-        if n != max(len(offsets), *(len(a) for a in axes)):
+            self._left_out[f"{stream} messages without x/y/z values"] += len(payloads)
+            return None
+        axes = [definition.values(payloads, f) for f in chosen]
+        offsets = definition.values(payloads, F_SAMPLE_TIME_OFFSET)
+        lengths = [0 if offsets is None else offsets.shape[1], *(a.shape[1] for a in axes)]
+        n = min(lengths)
+        if n != max(lengths):
             self._left_out[f"{stream} samples beyond the shortest of offsets/x/y/z"] += (
-                max(len(offsets), *(len(a) for a in axes)) - n
-            )
+                max(lengths) - n
+            ) * len(payloads)
         if n == 0:
-            return
-        base = self._base_ms(fields, stream, n)
-        if base is None:
-            return
-        values = np.column_stack([a[:n] for a in axes])
+            return None
+        base = self._base_ms(definition, payloads, compressed, stream, n)
+        placed = ~np.isnan(base)
+        times = (base[placed, None] + offsets[placed, :n]).ravel()
+        values = np.stack([a[placed, :n] for a in axes], axis=-1).reshape(-1, 3)
         if calibration is not None:
             values = calibration.apply(values)
         elif scale != 1.0:
             values = values * scale
-        self._add(stream, base + offsets[:n], values)
+        return times, values, np.where(placed, n, 0)
 
-    def _hsa_message(self, num: int, fields) -> None:
+    def _hsa_records(
+        self, definition: Definition, payloads: np.ndarray, compressed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """hsa_accelerometer_data / hsa_gyroscope_data records, spaced by their interval."""
+        num = definition.global_num
         stream = IMU_MESSAGES[num]
-        axes = [_array(self._value(fields, f)) for f in F_HSA_XYZ]
-        n = min(len(a) for a in axes)
-        if n == 0:
-            self._left_out[f"{stream} messages without x/y/z values"] += 1
-            return
-        interval = self._value(fields, F_HSA_SAMPLING_INTERVAL)
-        if interval is None:
-            self._left_out[f"{stream} HSA samples without sampling_interval"] += n
-            return
-        base = self._base_ms(fields, stream, n)
-        if base is None:
-            return
-        step_ms = float(interval) * HSA_INTERVAL_MS[num]
-        values = np.column_stack([a[:n] for a in axes]) * HSA_TO_UNIT[num]
-        self._add(stream, base + np.arange(n) * step_ms, values)
+        profile_fields = fitdecode.profile.MESSAGE_TYPES[num].fields
+        axes = [definition.values(payloads, f) for f in F_HSA_XYZ]
+        if any(a is None for a in axes):
+            self._left_out[f"{stream} messages without x/y/z values"] += len(payloads)
+            return None
+        axes = [a / (profile_fields[f].scale or 1.0) for a, f in zip(axes, F_HSA_XYZ, strict=True)]
+        n = min(a.shape[1] for a in axes)
+        interval = definition.values(payloads, F_HSA_SAMPLING_INTERVAL)
+        interval = np.full(len(payloads), np.nan) if interval is None else interval[:, 0]
+        if np.isnan(interval).any():
+            self._left_out[f"{stream} HSA samples without sampling_interval"] += (
+                int(np.isnan(interval).sum()) * n
+            )
+        base = self._base_ms(definition, payloads, compressed, stream, n)
+        placed = ~np.isnan(base) & ~np.isnan(interval)
+        step_ms = interval[placed] * HSA_INTERVAL_MS[num]
+        times = (base[placed, None] + np.arange(n) * step_ms[:, None]).ravel()
+        values = np.stack([a[placed, :n] for a in axes], axis=-1).reshape(-1, 3) * HSA_TO_UNIT[num]
+        return times, values, np.where(placed, n, 0)
 
-    def _calibration_message(self, fields) -> None:
-        sensor = fields.get(0)
-        stream = SENSOR_TYPES.get(None if sensor is None else sensor.raw_value)
+    def _calibration_message(self, definition: Definition, payload: np.ndarray) -> None:
+        def first(number: int) -> float | None:
+            values = definition.values(payload, number)
+            return None if values is None or np.isnan(values[0, 0]) else float(values[0, 0])
+
+        sensor = first(0)
+        stream = SENSOR_TYPES.get(None if sensor is None else int(sensor))
         if stream is None:
             return  # compass / magnetometer: not read here
-        factor = self._value(fields, 1)
-        divisor = self._value(fields, 2)
-        level_shift = self._value(fields, 3)
-        offset = _array(self._value(fields, 4))
-        matrix = _array(self._value(fields, 5))
+        factor, divisor, level_shift = first(1), first(2), first(3)
+        offset = definition.values(payload, 4)
+        offset = np.zeros(3) if offset is None else offset[0]
+        matrix = definition.values(payload, 5)
         if factor is None or not divisor or level_shift is None:
             self._problem(f"{stream} calibration without factor/divisor/level_shift: ignored")
             return
         if len(offset) != 3:
             offset = np.zeros(3) if len(offset) == 0 else np.resize(offset, 3)
-        if len(matrix) != 9 or not np.isfinite(matrix).all():
+        if matrix is None or matrix.shape[1] != 9 or not np.isfinite(matrix).all():
             self._problem(
                 f"{stream} calibration with a malformed orientation_matrix: identity used"
             )
-            matrix = np.eye(3).ravel()
+            matrix = np.eye(3).reshape(1, 9)
+        else:
+            matrix = (
+                matrix
+                / fitdecode.profile.MESSAGE_TYPES[MESG_THREE_D_SENSOR_CALIBRATION].fields[5].scale
+            )
         self._calibrations[stream] = _Calibration(
-            level_shift=float(level_shift),
+            level_shift=level_shift,
             offset=np.nan_to_num(offset),
-            gain=float(factor) / float(divisor),
+            gain=factor / divisor,
             matrix=matrix.reshape(3, 3),
         )
 
-    def _correlation_message(self, fields) -> None:
-        ts = fields.get(F_TIMESTAMP)
-        sys_ts = fields.get(1)
-        if ts is None or sys_ts is None or ts.raw_value is None or sys_ts.raw_value is None:
+    def _correlation_message(
+        self, definition: Definition, payload: np.ndarray, compressed_time: float
+    ) -> None:
+        def first(number: int) -> float | None:
+            values = definition.values(payload, number)
+            return None if values is None or np.isnan(values[0, 0]) else float(values[0, 0])
+
+        utc_s = first(F_TIMESTAMP)
+        if utc_s is None and not np.isnan(compressed_time):
+            utc_s = float(compressed_time)
+        system_s = first(1)
+        if utc_s is None or system_s is None:
             self._problem("timestamp_correlation without timestamp/system_timestamp: ignored")
             return
-        utc_ms = int(ts.raw_value) * 1000.0 + _ms_part(
-            self._value(fields, 4), self._value(fields, 0)
-        )
-        sys_ms = int(sys_ts.raw_value) * 1000.0 + _ms_part(
-            self._value(fields, 5), self._value(fields, 2)
-        )
-        self._correlation_ms = utc_ms - sys_ms
+        fraction = fitdecode.profile.MESSAGE_TYPES[MESG_TIMESTAMP_CORRELATION].fields[0].scale
+        utc_ms = utc_s * 1000.0 + _ms_part(first(4), first(0), fraction)
+        system_ms = system_s * 1000.0 + _ms_part(first(5), first(2), fraction)
+        self._correlation_ms = utc_ms - system_ms
         self.report.time_base = "system time via timestamp_correlation"
 
     # -- blocks -------------------------------------------------------------------------------
@@ -421,8 +558,8 @@ class FitImuReader:
 
     def _full_blocks(self) -> Iterator[FitBlock]:
         """Cuts a block once both sensors have ``block_samples`` buffered, or one has twice
-        that (a file with one sensor, or sensors written far apart): at most
-        2 x block_samples + one message per sensor is ever buffered."""
+        that (a file with one sensor, or sensors written far apart); a read chunk of the file
+        holds about one block, so memory stays a few blocks whatever the file's length."""
         limit = self.block_samples
         counts = [b.count for b in self._buffers.values()]
         while min(counts) >= limit or max(counts) >= 2 * limit:
@@ -437,15 +574,23 @@ class FitImuReader:
         self.report.problems.append(text)
 
     def _finish(self) -> None:
-        self.report.messages = dict(self._messages)
+        self.report.messages = {
+            _message_name(num): int(count) for num, count in sorted(self._messages.items())
+        }
         if self._stopped:
             return
         for what, count in self._left_out.items():
             self._problem(f"{what}: {count} left out")
         if not any(self.report.samples.values()) and not any(
-            self._messages.get(name) for name in _IMU_MESSAGE_NAMES
+            self.report.messages.get(name) for name in _IMU_MESSAGE_NAMES
         ):
             self._problem("no IMU messages")
+
+
+def _message_name(number: int) -> str:
+    """The FIT profile's name of a global message number (``unknown_<n>`` if it has none)."""
+    message = fitdecode.profile.MESSAGE_TYPES.get(number)
+    return message.name if message is not None else f"unknown_{number}"
 
 
 _IMU_MESSAGE_NAMES = (
