@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,7 +20,9 @@ MARKER_TEXT = "planted-text-9f3a"
 
 @pytest.fixture(scope="module")
 def client(loaded, settings):
-    with TestClient(create_app(loaded, replace(settings, max_body_bytes=2_000_000))) as test_client:
+    with TestClient(
+        create_app(loaded, settings.model_copy(update={"max_body_bytes": 2_000_000}))
+    ) as test_client:
         yield test_client
 
 

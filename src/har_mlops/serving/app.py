@@ -24,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .loading import LoadedModel, ServingSettings, load_model
+from .loading import LoadedModel, ServingSettings, SettingsError, load_model
 from .metrics import Metrics, RequestMetricsMiddleware
 from .predictor import PredictionResult, RecordingRejectedError
 from .schema import (
@@ -272,4 +272,8 @@ def create_app(
     return app
 
 
-app = create_app()
+try:
+    app = create_app()
+except SettingsError as exc:
+    # uvicorn imports this module: one message on stderr instead of an import traceback.
+    raise SystemExit(f"har-mlops serving: {exc}") from None

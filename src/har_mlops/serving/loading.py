@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,55 +15,20 @@ from har_mlops.parameters import PredictorConfig
 
 from .predictor import ActivityPredictor
 
+# Re-exported: tests and scripts import the settings from here.
+from .settings import (  # noqa: F401
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MODEL_URI,
+    DEFAULT_TRACKING_URI,
+    ServingSettings,
+    SettingsError,
+    load_settings,
+)
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_URI = "models:/har_cnn_bilstm@champion"
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 METRICS_FILES = ("metrics.json", "evaluation_report.json")
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
-
-
-def _env_flag(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-@dataclass
-class ServingSettings:
-    """Service configuration; ``from_env`` reads the ``HAR_*`` environment variables."""
-
-    model_uri: str | None = DEFAULT_MODEL_URI
-    model_path: str | None = None
-    tracking_uri: str = DEFAULT_TRACKING_URI
-    # None: the folders `kedro run --pipelines inference` would use (globals.model_folders).
-    fallback_paths: tuple[str, ...] | None = None
-    conf_source: str = "conf"
-    conf_env: str = "local"
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    # Validation repairs unsorted or duplicated timestamps in batch runs; an online client
-    # sending them has a bug worth hearing about, so the API rejects them by default.
-    reject_repaired: bool = True
-    predict_threads: int = 1
-
-    @classmethod
-    def from_env(cls) -> ServingSettings:
-        """Reads the ``HAR_*`` variables (names and defaults in docs/serving.md)."""
-        env = os.environ
-        fallback = env.get("HAR_FALLBACK_PATHS")
-        return cls(
-            model_uri=env.get("HAR_MODEL_URI", DEFAULT_MODEL_URI) or None,
-            model_path=env.get("HAR_MODEL_PATH") or None,
-            tracking_uri=env.get(
-                "HAR_TRACKING_URI", env.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
-            ),
-            fallback_paths=tuple(fallback.split(":")) if fallback else None,
-            conf_source=env.get("HAR_CONF_SOURCE", "conf"),
-            conf_env=env.get("HAR_CONF_ENV", "local"),
-            max_body_bytes=int(env.get("HAR_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
-            reject_repaired=_env_flag("HAR_REJECT_REPAIRED", True),
-            predict_threads=int(env.get("HAR_PREDICT_THREADS", 1)),
-        )
 
 
 @dataclass
