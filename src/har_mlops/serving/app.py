@@ -7,6 +7,7 @@ error responses are in :mod:`.schema`, the Prometheus metrics in :mod:`.metrics`
 from __future__ import annotations
 
 import gc
+import hmac
 import json
 import logging
 import math
@@ -19,7 +20,7 @@ from typing import Any
 import anyio
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -181,6 +182,21 @@ def _service(request: Request) -> Service:
     return request.app.state.service
 
 
+async def require_token(request: Request) -> None:
+    """401 unless ``Authorization: Bearer <HAR_API_TOKEN>`` (a no-op when no token is set)."""
+    token = _service(request).settings.api_token
+    if token is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    # Constant-time comparison: the time to refuse does not reveal how much of it matched.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.get_secret_value().encode()
+    ):
+        raise BadRequestError(
+            401, "Missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
 async def predict(request: Request) -> Response:
     """Per-window activity, confidence, probabilities and the recording summary."""
     service = _service(request)
@@ -221,8 +237,8 @@ async def model(request: Request) -> dict[str, Any]:
 
 
 async def prometheus_metrics(request: Request) -> Response:
-    """Prometheus exposition of this instance's metrics."""
-    registry = _service(request).metrics.registry
+    """Prometheus exposition of this instance's metrics (every worker's in multiprocess mode)."""
+    registry = _service(request).metrics.scrape_registry()
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -232,6 +248,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     service: Service = app.state.service
     if service.loaded is None:
         service.loaded = await anyio.to_thread.run_sync(load_model, service.settings)
+    service.metrics.set_model(service.loaded.source)
     # TensorFlow, MLflow and pandas leave millions of long-lived objects: out of the
     # collector's sight, the collections that requests trigger stop scanning them (they
     # took ~1 ms of a request's ~10).
@@ -241,10 +258,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _add_routes(app: FastAPI) -> None:
-    """The four endpoints of :data:`ENDPOINTS`."""
-    app.add_api_route("/predict", predict, methods=["POST"])
+    """The four endpoints of :data:`ENDPOINTS`; /health and /metrics need no token."""
+    auth = [Depends(require_token)]
+    app.add_api_route("/predict", predict, methods=["POST"], dependencies=auth)
     app.add_api_route("/health", health, methods=["GET"])
-    app.add_api_route("/model", model, methods=["GET"])
+    app.add_api_route("/model", model, methods=["GET"], dependencies=auth)
     app.add_api_route("/metrics", prometheus_metrics, methods=["GET"])
 
 
@@ -256,7 +274,7 @@ def create_app(
     # One prediction at a time by default: TensorFlow already spreads one over the cores, and
     # parallel ones only fight over the GIL (measured: 24 vs 18 requests/s on 2 cores).
     limiter = anyio.CapacityLimiter(settings.predict_threads)
-    service = Service(settings, Metrics(), limiter, loaded)
+    service = Service(settings, Metrics(settings.monitoring_report), limiter, loaded)
     app = FastAPI(
         title="har-mlops activity recognition",
         summary="Wearable IMU samples in, activity per window out",

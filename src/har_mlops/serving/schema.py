@@ -80,11 +80,18 @@ class PredictRequest(BaseModel):
 class BadRequestError(Exception):
     """A request the API refuses; ``status`` and ``detail`` become the response."""
 
-    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.errors = errors
+        self.headers = headers
 
 
 def _safe_loc(loc: tuple[Any, ...]) -> list[Any]:
@@ -98,13 +105,15 @@ def validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"loc": _safe_loc(tuple(e["loc"])), "msg": e["msg"]} for e in errors]
 
 
-def error_response(status: int, detail: str, errors: list | None = None) -> JSONResponse:
+def error_response(
+    status: int, detail: str, errors: list | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """``{"detail", "errors" (the first few), "error_count"}`` with ``status``."""
     body: dict[str, Any] = {"detail": detail}
     if errors is not None:
         body["errors"] = errors[:MAX_REPORTED_ERRORS]
         body["error_count"] = len(errors)
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def parse_request(body: bytes) -> PredictRequest:
@@ -132,4 +141,4 @@ async def request_validation_handler(_: Request, exc: RequestValidationError) ->
 
 async def bad_request_handler(_: Request, exc: BadRequestError) -> JSONResponse:
     """The response a :class:`BadRequestError` names."""
-    return error_response(exc.status, exc.detail, exc.errors)
+    return error_response(exc.status, exc.detail, exc.errors, exc.headers)
