@@ -36,24 +36,6 @@ from tests.serving.conftest import CONF_ENV, CONF_SOURCE, PRETRAINED, SAMPLE_REC
 
 PANELS = dashboard_panels()
 
-# Metrics another change adds to the API (har_mlops/serving/metrics.py); until it is merged the
-# panels on them have no data. Remove this list (and the xfail below) once it is.
-PENDING_METRICS = (
-    "har_model_info",
-    "har_model_loaded",
-    "har_prediction_confidence_bucket",
-    "har_monitoring_verdict",
-    "har_monitoring_report_timestamp_seconds",
-)
-PENDING_PANELS = {
-    "Model loaded",
-    "Monitoring verdict",
-    "Monitoring report age",
-    "Confidence distribution",
-    "Median and p10 confidence",
-    "Served model",
-}
-
 # Grafana's variables, as a query over the last minutes would have them.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m"}
 
@@ -90,19 +72,13 @@ def test_the_dashboard_covers_what_the_api_exposes():
         "har_windows_predicted_total",
         "har_predictions_total",
         "har_low_confidence_windows_total",
-        *PENDING_METRICS,
+        "har_model_info",
+        "har_model_loaded",
+        "har_prediction_confidence_bucket",
+        "har_monitoring_verdict",
+        "har_monitoring_report_timestamp_seconds",
     ):
         assert metric in text, metric
-
-
-def test_pending_panels_are_exactly_those_on_pending_metrics():
-    """The xfail below covers only the panels on metrics not in the API yet, no other."""
-    on_pending = {
-        panel["title"]
-        for _, panel in PANELS
-        if any(m in e for e in _expressions(panel) for m in PENDING_METRICS)
-    }
-    assert on_pending == PENDING_PANELS
 
 
 def promql(expression: str) -> str:
@@ -179,6 +155,7 @@ def prometheus(tmp_path_factory) -> Iterator[str]:
             [str(PROJECT_ROOT / "src"), os.environ.get("PYTHONPATH", "")]
         ),
         "HAR_MODEL_PATH": str(PRETRAINED),
+        "HAR_MONITORING_REPORT": str(folder / "monitoring_report.json"),
         "HAR_MODEL_URI": "",
         "HAR_CONF_SOURCE": CONF_SOURCE,
         "HAR_CONF_ENV": CONF_ENV,
@@ -201,6 +178,8 @@ def prometheus(tmp_path_factory) -> Iterator[str]:
         f"--storage.tsdb.path={folder / 'tsdb'}",
         f"--web.listen-address=127.0.0.1:{prom_port}",
     ]
+    # The monitoring run's latest verdict, as the API exposes it to Prometheus.
+    (folder / "monitoring_report.json").write_text(json.dumps({"verdict": "retrain"}))
     bodies = _bodies()
     with running_server(
         "uvicorn", api_command, api_port, folder / "api.log", env=env, cwd=PROJECT_ROOT
@@ -220,21 +199,7 @@ def prometheus(tmp_path_factory) -> Iterator[str]:
             yield prom.url
 
 
-@pytest.mark.parametrize(
-    "panel",
-    [
-        pytest.param(
-            p,
-            marks=pytest.mark.xfail(
-                p["title"] in PENDING_PANELS,
-                reason="metric added by the pending metrics change (PENDING_METRICS)",
-                strict=False,
-            ),
-        )
-        for _, p in PANELS
-    ],
-    ids=lambda p: p["title"],
-)
+@pytest.mark.parametrize("panel", [p for _, p in PANELS], ids=lambda p: p["title"])
 def test_panel_expression_returns_series_from_the_running_api(prometheus, panel):
     for expression in _expressions(panel):
         assert _query(prometheus, promql(expression)), f"no series for {expression}"
@@ -258,6 +223,12 @@ def test_prometheus_loaded_and_evaluates_the_alert_rules(prometheus):
     # low-confidence windows in these few samples may exceed the alert's, pending for 30 min).
     active = _get_json(f"{prometheus}/api/v1/alerts")["data"]["alerts"]
     assert [a["labels"]["alertname"] for a in active if a["state"] == "firing"] == []
+    # The report's `retrain` verdict reached the rule through the API's gauge: pending (for 5m).
+    assert {
+        (a["labels"]["alertname"], a["state"])
+        for a in active
+        if a["labels"]["alertname"] == "HarMonitoringVerdictRetrain"
+    } == {("HarMonitoringVerdictRetrain", "pending")}
     api_alerts = {rule["alert"] for rule in groups[0]["rules"]}
     assert [
         a["labels"]["alertname"] for a in active if a["labels"]["alertname"] in api_alerts
