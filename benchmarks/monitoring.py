@@ -113,6 +113,7 @@ class Monitor:
         from har_mlops.pipelines.monitoring.nodes import (
             check_quality,
             compute_window_features,
+            compute_window_gates,
             measure_data_drift,
             measure_prediction_drift,
         )
@@ -120,7 +121,8 @@ class Monitor:
         from har_mlops.pipelines.monitoring.verdict import decide_verdict
 
         predictions = self.predictions(windows) if predictions is None else predictions
-        quality = self._timed("check_quality", check_quality, windows, report, self.params)
+        gates = self._timed("compute_window_gates", compute_window_gates, windows, self.params)
+        quality = self._timed("check_quality", check_quality, gates, report, self.params)
         features = self._timed(
             "compute_window_features",
             compute_window_features,

@@ -18,7 +18,7 @@ from har_mlops.pipeline_registry import register_pipelines
 from har_mlops.settings import CONFIG_LOADER_ARGS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-ENVIRONMENTS = ["local", "test", "wearable", "wearable_demo", "registry"]
+ENVIRONMENTS = ["local", "test", "wearable", "wearable_demo", "registry", "served"]
 
 
 def _parameters(env: str) -> dict:

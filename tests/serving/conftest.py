@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pandas as pd
@@ -11,6 +12,10 @@ from har_mlops.datasets import WearableExportDataset
 from har_mlops.serving.loading import LoadedModel, ServingSettings, load_local
 from har_mlops.serving.predictor import export_to_table
 from tests.conftest import PROJECT_ROOT
+
+# No prediction log unless a test configures one: the default path is in the project's data
+# folder, which tests must not write to (uvicorn subprocesses inherit this too).
+os.environ.setdefault("HAR_PREDICTION_LOG", "")
 
 PRETRAINED = PROJECT_ROOT / "data" / "06_models" / "pretrained"
 SAMPLE_RECORDING = "sample_exp03_user02"

@@ -3,6 +3,7 @@
 from .hapt_zip_dataset import HaptZipDataset
 from .model_bundle_dataset import ModelBundleDataset
 from .npz_dataset import NpzDataset
+from .prediction_log_dataset import PredictionLogDataset
 from .recording_index_dataset import RecordingIndexDataset
 from .recording_outputs_dataset import MonitoringWindowsDataset, RecordingOutputsDataset
 from .reference_profile_dataset import ReferenceProfileDataset
@@ -13,6 +14,7 @@ __all__ = [
     "ModelBundleDataset",
     "MonitoringWindowsDataset",
     "NpzDataset",
+    "PredictionLogDataset",
     "RecordingIndexDataset",
     "RecordingOutputsDataset",
     "ReferenceProfileDataset",

@@ -14,7 +14,7 @@ import math
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .loading import LoadedModel, ServingSettings, SettingsError, load_model
 from .metrics import Metrics, RequestMetricsMiddleware
+from .prediction_log import PredictionLog
 from .predictor import PredictionResult, RecordingRejectedError
 from .schema import (
     BadRequestError,
@@ -50,6 +51,8 @@ class Service:
     metrics: Metrics
     limiter: anyio.CapacityLimiter
     loaded: LoadedModel | None = None
+    # Served windows for `kedro run --pipelines monitoring --env served` (HAR_PREDICTION_LOG).
+    prediction_log: PredictionLog = field(default_factory=PredictionLog.from_env)
 
     def model_or_503(self) -> LoadedModel:
         """The loaded model; a 503 while the lifespan is still loading it."""
@@ -206,6 +209,7 @@ async def predict(request: Request) -> Response:
     parsed = parse_request(body)
     result = await _predict(parsed, loaded, service.limiter, settings.reject_repaired)
     service.metrics.observe_prediction(result.windows)
+    await service.prediction_log.record(parsed, result, loaded, service.metrics.registry)
     # Serialised here: FastAPI's jsonable_encoder walks every value again (~0.5 ms).
     payload = _response(parsed, result.windows, result.summary, loaded)
     return Response(json.dumps(payload, allow_nan=False), media_type="application/json")

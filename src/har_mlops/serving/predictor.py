@@ -52,6 +52,10 @@ class PredictionResult:
     windows: pd.DataFrame
     summary: pd.DataFrame
     report: dict[str, Any]
+    # The windows as window_samples made them (signals [n, T, 6] in SI units, unscaled;
+    # label, start_ms, ...): the prediction log computes the monitoring's per-window
+    # features and gate values from them.
+    arrays: dict[str, np.ndarray] | None = None
 
 
 def _recording_codes(ids: pd.Series, default: str) -> tuple[np.ndarray, list[str]]:
@@ -215,4 +219,4 @@ class ActivityPredictor:
             self.prediction["low_confidence_threshold"],
         )
         summary = summarise_recordings(table, report, contract)
-        return PredictionResult(table, summary, report)
+        return PredictionResult(table, summary, report, windows)

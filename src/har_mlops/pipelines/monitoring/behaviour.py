@@ -91,6 +91,9 @@ def participant_day_changes(
     daily_activity: pd.DataFrame, classes: list[str], behaviour: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """Per participant: their valid days' activity shares and the days that changed."""
+    if daily_activity.empty and not len(daily_activity.columns):
+        # No daily table at all (served traffic has no days): no participant to assess.
+        return {}
     columns = [f"minutes_{c}" for c in classes]
     missing = [
         c for c in ["subject_id", "date", "wear_minutes", *columns] if c not in daily_activity

@@ -14,7 +14,7 @@ from har_mlops.features import window_features
 
 from .drift import METRICS, expected_at_mix, prediction_deltas, prediction_summary
 from .parameters import Monitoring
-from .quality import gravity_check, quarantine_reasons, recording_gates, window_gates
+from .quality import GATE_KEYS, gravity_check, quarantine_reasons, recording_gates, window_gates
 from .reference import PROFILE_VERSION, to_builtin
 from .scoring import feature_scores
 
@@ -80,15 +80,29 @@ def _recording_summaries(
     return summaries
 
 
+def compute_window_gates(
+    windows: dict[str, np.ndarray], monitoring: Monitoring
+) -> dict[str, np.ndarray]:
+    """Per-window sensor-gate values: from the signals, or as logged with served windows."""
+    # Served traffic is logged with its gate values instead of its signals (privacy, size):
+    # windows that carry them skip the computation and meet the same decision.
+    gates = windows.get("gates")
+    if gates is None:
+        gates = window_gates(windows["signals"], monitoring["quality"])
+    return {
+        "recording_id": np.asarray(windows["recording_id"]).astype(str),
+        **{key: np.asarray(gates[key]) for key in GATE_KEYS},
+    }
+
+
 def check_quality(
-    windows: dict[str, np.ndarray],
+    gates: dict[str, np.ndarray],
     validation_report: dict[str, Any],
     monitoring: Monitoring,
 ) -> dict[str, Any]:
-    """Runs the sensor-fault gates first: one quarantine reason per window (``""`` = passed)."""
+    """Decides the sensor-fault gates: one quarantine reason per window (``""`` = passed)."""
     quality = monitoring["quality"]
-    recording_ids = np.asarray(windows["recording_id"]).astype(str)
-    gates = window_gates(windows["signals"], quality)
+    recording_ids = gates["recording_id"]
     gravity = gravity_check(
         recording_ids, gates["still"], gates["acc_magnitude"], quality["gravity"]
     )
@@ -131,6 +145,25 @@ def sample_per_activity(
     return np.sort(order[rank < cap])
 
 
+def _sample_features(
+    windows: dict[str, np.ndarray], sample: np.ndarray, reference_profile: dict[str, Any]
+) -> np.ndarray:
+    """``[len(sample), F]`` monitoring features: logged ones (served traffic), else computed."""
+    width = len(reference_profile["features"])
+    if "features" in windows:
+        features = np.asarray(windows["features"], dtype=np.float64)
+        if features.ndim != 2 or features.shape[1] != width:
+            raise ValueError(
+                f"The logged windows carry {features.shape[-1]} features, the reference profile "
+                f"of {reference_profile['model_source']} {width}: they were logged by another "
+                "version of har_mlops.features"
+            )
+        return features[sample]
+    if not sample.size:
+        return np.empty((0, width))
+    return window_features(windows["signals"][sample], reference_profile["target_rate_hz"])
+
+
 def compute_window_features(
     windows: dict[str, np.ndarray],
     window_predictions: pd.DataFrame,
@@ -171,11 +204,7 @@ def compute_window_features(
         monitoring["max_windows_per_activity"],
         monitoring["seed"],
     )
-    features = (
-        window_features(windows["signals"][sample], reference_profile["target_rate_hz"])
-        if sample.size
-        else np.empty((0, len(reference_profile["features"])))
-    )
+    features = _sample_features(windows, sample, reference_profile)
     return {
         "sample": sample,
         "features": features,

@@ -6,6 +6,7 @@ from .behaviour import assess_behaviour
 from .nodes import (
     check_quality,
     compute_window_features,
+    compute_window_gates,
     measure_data_drift,
     measure_prediction_drift,
 )
@@ -70,8 +71,14 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
+                compute_window_gates,
+                inputs=["inference.windows", "params:monitoring"],
+                outputs="monitoring_gates",
+                name="compute_window_gates",
+            ),
+            Node(
                 check_quality,
-                inputs=["inference.windows", "inference.validation_report", "params:monitoring"],
+                inputs=["monitoring_gates", "inference.validation_report", "params:monitoring"],
                 outputs="monitoring_quality",
                 name="check_quality",
             ),

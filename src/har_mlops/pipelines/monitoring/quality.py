@@ -18,6 +18,8 @@ from har_mlops.units import gravity_at_rest, still_windows
 # Gate order: the first failing gate names the window's quarantine reason.
 REASONS = ("non_finite", "sampling_rate", "repaired_share", "gravity", "flat_line", "clipping")
 ACC, GYRO = slice(0, 3), slice(3, 6)
+# What window_gates returns per window; the prediction log stores the same values.
+GATE_KEYS = ("non_finite", "flat_line", "flat_channels", "clipping", "still", "acc_magnitude")
 
 
 # The gates reduce over time; on channel-major arrays [n, 6, T] those reductions run over
