@@ -23,6 +23,7 @@ from har_mlops.datasets import PredictionLogDataset, ReferenceProfileDataset
 from har_mlops.pipelines.monitoring import create_pipeline
 from har_mlops.serving.app import create_app
 from har_mlops.serving.prediction_log import DEFAULT_PATH, PredictionLog
+from har_mlops.serving.settings import ServingSettings
 from tests.conftest import PROJECT_ROOT
 from tests.serving.conftest import CONF_ENV, CONF_SOURCE, PRETRAINED, request_body
 
@@ -162,7 +163,8 @@ def test_signals_only_when_asked_and_logging_can_be_off(loaded, settings, sample
     np.testing.assert_array_equal(stored, result.arrays["signals"][0])
     off = PredictionLog(path=None)
     assert not off.enabled
-    assert PredictionLog.from_env().enabled is False  # the serving tests' conftest turns it off
+    # The serving tests' conftest turns it off with an empty HAR_PREDICTION_LOG.
+    assert PredictionLog.from_settings(ServingSettings.from_env()).enabled is False
 
 
 # --------------------------------------------------------------------------- monitoring

@@ -52,7 +52,7 @@ class Service:
     limiter: anyio.CapacityLimiter
     loaded: LoadedModel | None = None
     # Served windows for `kedro run --pipelines monitoring --env served` (HAR_PREDICTION_LOG).
-    prediction_log: PredictionLog = field(default_factory=PredictionLog.from_env)
+    prediction_log: PredictionLog = field(default_factory=lambda: PredictionLog(path=None))
 
     def model_or_503(self) -> LoadedModel:
         """The loaded model; a 503 while the lifespan is still loading it."""
@@ -278,7 +278,13 @@ def create_app(
     # One prediction at a time by default: TensorFlow already spreads one over the cores, and
     # parallel ones only fight over the GIL (measured: 24 vs 18 requests/s on 2 cores).
     limiter = anyio.CapacityLimiter(settings.predict_threads)
-    service = Service(settings, Metrics(settings.monitoring_report), limiter, loaded)
+    service = Service(
+        settings,
+        Metrics(settings.monitoring_report),
+        limiter,
+        loaded,
+        PredictionLog.from_settings(settings),
+    )
     app = FastAPI(
         title="har-mlops activity recognition",
         summary="Wearable IMU samples in, activity per window out",

@@ -7,7 +7,7 @@ judge drift and sensor faults without the samples: the monitoring features
 (:func:`har_mlops.pipelines.monitoring.quality.window_gates`) of each window. Raw
 (preprocessed) window signals only with ``HAR_PREDICTION_LOG_SIGNALS=true``.
 
-Settings (environment): ``HAR_PREDICTION_LOG`` (path; empty disables the log),
+Settings (environment, parsed in serving/settings.py): ``HAR_PREDICTION_LOG`` (path; empty disables the log),
 ``HAR_PREDICTION_LOG_MAX_ROWS``, ``HAR_PREDICTION_LOG_MAX_DAYS``, ``HAR_PREDICTION_LOG_SIGNALS``,
 ``HAR_PREDICTION_LOG_RECORDING_ID`` (``hash`` | ``raw`` | ``none``), ``HAR_PREDICTION_LOG_SALT``.
 Names, defaults and the privacy choices are in docs/monitoring.md.
@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import sqlite3
 import threading
@@ -36,11 +35,12 @@ from prometheus_client import CollectorRegistry, Counter
 from har_mlops.features import window_features
 from har_mlops.pipelines.monitoring.quality import GATE_KEYS, window_gates
 
+from .settings import DEFAULT_PREDICTION_LOG as DEFAULT_PATH
+from .settings import DEFAULT_PREDICTION_LOG_MAX_DAYS as DEFAULT_MAX_DAYS
+from .settings import DEFAULT_PREDICTION_LOG_MAX_ROWS as DEFAULT_MAX_ROWS
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_PATH = "data/07_model_output/prediction_log.sqlite"
-DEFAULT_MAX_ROWS = 1_000_000
-DEFAULT_MAX_DAYS = 30.0
 RECORDING_ID_MODES = ("hash", "raw", "none")
 # Fixed width, so that ISO strings sort and compare as the times they name.
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -116,10 +116,6 @@ def model_label(source: dict[str, Any]) -> str:
     return str(source.get("uri") or source.get("path") or source.get("kind", "unknown"))
 
 
-def _env_flag(value: str | None, default: bool) -> bool:
-    return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _quality_parameters(conf_source: str, conf_env: str) -> dict[str, Any]:
     """``monitoring.quality`` of the project configuration (the gates' thresholds)."""
     from har_mlops import config
@@ -156,19 +152,18 @@ class PredictionLog:
             )
 
     @classmethod
-    def from_env(cls) -> PredictionLog:
-        """Reads the ``HAR_PREDICTION_LOG*`` variables (see the module docstring)."""
-        env = os.environ
-        days = env.get("HAR_PREDICTION_LOG_MAX_DAYS")
+    def from_settings(cls, settings: Any) -> PredictionLog:
+        """The log the ``HAR_PREDICTION_LOG*`` settings describe (serving/settings.py)."""
+        salt = settings.prediction_log_salt
         return cls(
-            path=env.get("HAR_PREDICTION_LOG", DEFAULT_PATH) or None,
-            max_rows=int(env.get("HAR_PREDICTION_LOG_MAX_ROWS", DEFAULT_MAX_ROWS)),
-            max_days=DEFAULT_MAX_DAYS if days is None else (float(days) or None),
-            log_signals=_env_flag(env.get("HAR_PREDICTION_LOG_SIGNALS"), False),
-            recording_id=env.get("HAR_PREDICTION_LOG_RECORDING_ID", "hash"),
-            salt=env.get("HAR_PREDICTION_LOG_SALT") or None,
-            conf_source=env.get("HAR_CONF_SOURCE", "conf"),
-            conf_env=env.get("HAR_CONF_ENV", "local"),
+            path=settings.prediction_log,
+            max_rows=settings.prediction_log_max_rows,
+            max_days=settings.prediction_log_max_days or None,
+            log_signals=settings.prediction_log_signals,
+            recording_id=settings.prediction_log_recording_id,
+            salt=None if salt is None else salt.get_secret_value(),
+            conf_source=settings.conf_source,
+            conf_env=settings.conf_env,
         )
 
     @property

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
@@ -20,6 +20,10 @@ DEFAULT_MODEL_URI = "models:/har_cnn_bilstm@champion"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_MONITORING_REPORT = "data/08_reporting/monitoring_report.json"
+# conf/base/globals.yml `prediction_log` names the same file for `kedro run --env served`.
+DEFAULT_PREDICTION_LOG = "data/07_model_output/prediction_log.sqlite"
+DEFAULT_PREDICTION_LOG_MAX_ROWS = 1_000_000
+DEFAULT_PREDICTION_LOG_MAX_DAYS = 30.0
 
 SIZE_UNITS = {
     "": 1,
@@ -109,6 +113,14 @@ class ServingSettings(BaseSettings):
     # Prometheus multiprocess folder the launcher prepares; None: a fresh temporary one.
     metrics_dir: OptionalStr = None
     monitoring_report: str = DEFAULT_MONITORING_REPORT
+    # The prediction log monitoring reads (serving/prediction_log.py); empty path: off.
+    prediction_log: OptionalStr = DEFAULT_PREDICTION_LOG
+    prediction_log_max_rows: int = Field(DEFAULT_PREDICTION_LOG_MAX_ROWS, ge=1)
+    # 0 keeps every day.
+    prediction_log_max_days: float = Field(DEFAULT_PREDICTION_LOG_MAX_DAYS, ge=0)
+    prediction_log_signals: bool = False
+    prediction_log_recording_id: Literal["hash", "raw", "none"] = "hash"
+    prediction_log_salt: Annotated[SecretStr | None, BeforeValidator(_empty_is_none)] = None
 
     @classmethod
     def settings_customise_sources(
