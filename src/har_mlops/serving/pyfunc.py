@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,47 @@ from .predictor import (
 logger = logging.getLogger(__name__)
 
 EXAMPLE_SECONDS = 3.0
+
+# The package folder (src/har_mlops), logged with the model as ``code/har_mlops`` so that the
+# pyfunc loads where har_mlops is not installed (``mlflow models serve``/``build-docker``).
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+# Distributions the pyfunc imports when it loads and predicts, pinned at log time to the
+# installed versions. Listed, not inferred: MLflow's inference loads the model in a subprocess
+# (minutes on two cores), listed the local editable ``har-mlops`` and left out tensorflow.
+# kedro, dask, fastapi... are here because har_mlops modules import them at module level.
+# scripts/check_model_environment.py checks that nothing imported is missing.
+MODEL_DISTRIBUTIONS = (
+    "mlflow",
+    "cloudpickle",
+    "tensorflow",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "scipy",
+    "kedro",
+    "matplotlib",
+    "plotly",
+    "ipython",
+    "fastapi",
+    "pydantic",
+    "dask",
+    "distributed",
+    "psutil",
+    "fitdecode",
+)
+
+
+def model_requirements() -> list[str]:
+    """``name==version`` of each of MODEL_DISTRIBUTIONS that is installed here."""
+    pins = []
+    for name in MODEL_DISTRIBUTIONS:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            logger.warning("%s is not installed: left out of the model's requirements", name)
+    return pins
 
 
 def default_units(serving: dict[str, Any]) -> dict[str, str]:
@@ -127,4 +169,6 @@ def log_activity_model(
             signature=model_signature(contract, config["serving"]),
             input_example=(example_samples(contract), default_units(config["serving"])),
             metadata=metadata,
+            code_paths=[str(PACKAGE_DIR)],
+            pip_requirements=model_requirements(),
         )
