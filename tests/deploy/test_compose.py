@@ -87,7 +87,7 @@ def test_api_serves_the_champion_from_the_tracking_server(config):
     assert env["HAR_TRACKING_URI"] == "http://mlflow:5000"
     assert env["HAR_API_TOKEN"] == REQUIRED_ENV["HAR_API_TOKEN"]
     command = config["services"]["mlflow"]["command"]
-    assert command[command.index("--backend-store-uri") + 1].startswith("postgresql://")
+    assert command[command.index("--backend-store-uri") + 1].startswith("postgresql+psycopg2://")
     assert command[command.index("--artifacts-destination") + 1] == "/mlartifacts"
     assert "--serve-artifacts" in command
 
