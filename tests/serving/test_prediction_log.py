@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -47,7 +46,7 @@ def make_log(tmp_path, monitoring_params):
 
 
 def _client(loaded, settings, log: PredictionLog) -> TestClient:
-    app = create_app(loaded, replace(settings, max_body_bytes=4_000_000))
+    app = create_app(loaded, settings.model_copy(update={"max_body_bytes": 4_000_000}))
     app.state.service.prediction_log = log
     return TestClient(app)
 
