@@ -54,8 +54,32 @@ def test_services(config):
         "prometheus",
         "grafana",
         "train",
+        "monitor",
     }
     assert config["services"]["train"]["profiles"] == ["train"]
+    assert config["services"]["monitor"]["profiles"] == ["monitor"]
+
+
+def _mounts(service: dict) -> dict[str, str]:
+    """Target -> source of a service's volumes (docker-compose 1.29 prints short syntax)."""
+    mounts = {}
+    for volume in service["volumes"]:
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+        else:
+            source, target = volume["source"], volume["target"]
+        mounts[target] = source
+    return mounts
+
+
+def test_monitoring_reads_what_the_api_logs_and_the_api_reads_its_report(config):
+    api, monitor = config["services"]["api"], config["services"]["monitor"]
+    mounts = {volume["target"]: volume["source"] for volume in api["volumes"]}
+    assert mounts == {volume["target"]: volume["source"] for volume in monitor["volumes"]}
+    environment = api["environment"]
+    assert str(Path(environment["HAR_PREDICTION_LOG"]).parent) in mounts
+    assert str(Path(environment["HAR_MONITORING_REPORT"]).parent) in mounts
+    assert "--env served" in " ".join(monitor["command"])
 
 
 def test_every_published_port_is_bound_to_loopback(config):
