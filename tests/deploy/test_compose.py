@@ -74,8 +74,8 @@ def _mounts(service: dict) -> dict[str, str]:
 
 def test_monitoring_reads_what_the_api_logs_and_the_api_reads_its_report(config):
     api, monitor = config["services"]["api"], config["services"]["monitor"]
-    mounts = {volume["target"]: volume["source"] for volume in api["volumes"]}
-    assert mounts == {volume["target"]: volume["source"] for volume in monitor["volumes"]}
+    mounts = _mounts(api)
+    assert mounts == _mounts(monitor)
     environment = api["environment"]
     assert str(Path(environment["HAR_PREDICTION_LOG"]).parent) in mounts
     assert str(Path(environment["HAR_MONITORING_REPORT"]).parent) in mounts
