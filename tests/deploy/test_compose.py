@@ -60,7 +60,7 @@ def test_services(config):
     assert config["services"]["monitor"]["profiles"] == ["monitor"]
 
 
-def _mounts(service: dict) -> dict[str, str]:
+def _volume_mounts(service: dict) -> dict[str, str]:
     """Target -> source of a service's volumes (docker-compose 1.29 prints short syntax)."""
     mounts = {}
     for volume in service["volumes"]:
@@ -74,8 +74,8 @@ def _mounts(service: dict) -> dict[str, str]:
 
 def test_monitoring_reads_what_the_api_logs_and_the_api_reads_its_report(config):
     api, monitor = config["services"]["api"], config["services"]["monitor"]
-    mounts = _mounts(api)
-    assert mounts == _mounts(monitor)
+    mounts = _volume_mounts(api)
+    assert mounts == _volume_mounts(monitor)
     environment = api["environment"]
     assert str(Path(environment["HAR_PREDICTION_LOG"]).parent) in mounts
     assert str(Path(environment["HAR_MONITORING_REPORT"]).parent) in mounts
