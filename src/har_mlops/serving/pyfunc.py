@@ -72,6 +72,8 @@ MODEL_DISTRIBUTIONS = (
     "distributed",
     "psutil",
     "fitdecode",
+    "prometheus-client",
+    "pydantic-settings",
 )
 
 
