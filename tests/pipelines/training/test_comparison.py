@@ -88,8 +88,9 @@ def test_a_win_on_one_subject_only_is_not_a_win():
     result = _compare(y, subjects, challenger, champion)
 
     assert result["delta_macro_f1"] > 0
-    assert result["decision"] in {"tie", "win"}
-    assert result["interval"][0] <= 0.001
+    # Resamples that leave s0 out see identical models: the interval starts at exactly 0.
+    assert result["interval"][0] == 0.0 < result["interval"][1]
+    assert result["decision"] == "tie"
 
 
 def test_seeded():
