@@ -44,3 +44,43 @@ class WindowStatistics(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         return {**config, "epsilon": self.epsilon, "correlations": self.correlations}
+
+
+@keras.saving.register_keras_serializable(package="har_mlops")
+class WindowSpectrum(keras.layers.Layer):
+    """Per-channel log power in ``bands`` frequency bands of the window, ``[batch, bands * ch]``.
+
+    Cadence and the harmonics of the gait separate walking from stair walking by frequency,
+    which a few convolution layers only see through their short kernels. The bands split the
+    non-zero frequencies geometrically: gait energy sits in the lowest few hertz.
+    """
+
+    def __init__(self, bands: int = 8, epsilon: float = 1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.bands = bands
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        window = int(input_shape[1])
+        n_bins = window // 2 + 1
+        edges = np.unique(np.geomspace(1, n_bins, self.bands + 1).astype(int))
+        pooling = np.zeros((n_bins, len(edges) - 1), dtype=np.float32)
+        for band, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
+            pooling[low:high, band] = 1.0 / (high - low)
+        self._pooling = pooling
+        self._n_bands = pooling.shape[1]
+
+    def call(self, inputs):
+        centred = inputs - keras.ops.mean(inputs, axis=1, keepdims=True)
+        real, imag = keras.ops.rfft(keras.ops.transpose(centred, (0, 2, 1)))
+        power = real * real + imag * imag  # [batch, channels, bins]
+        banded = keras.ops.matmul(power, keras.ops.convert_to_tensor(self._pooling))
+        return keras.ops.reshape(
+            keras.ops.log(banded + self.epsilon), (-1, inputs.shape[-1] * self._n_bands)
+        )
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1] * self._n_bands)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "bands": self.bands, "epsilon": self.epsilon}

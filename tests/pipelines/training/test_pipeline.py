@@ -171,9 +171,11 @@ def test_model_is_registered_with_an_alias(trained):
 
     registration = trained["catalog"].load("model_registration")
     assert registration["registered"] is True
-    # A few epochs on two training subjects cannot pass the 0.95 gate.
+    # A few epochs on two training subjects cannot pass the floor (macro-F1 0.90).
     assert registration["alias"] == "challenger"
-    assert "below the gate" in registration["reasons"][0]
+    assert "below the floor" in registration["reasons"][0]
+    assert registration["versus_baseline"]["subjects"] == ["2"]
+    assert registration["versus_champion"] is None
     mlflow.set_tracking_uri(trained["tracking_uri"])
     client = MlflowClient(tracking_uri=trained["tracking_uri"])
     version = client.get_model_version_by_alias(registration["model_name"], "challenger")
@@ -183,6 +185,9 @@ def test_model_is_registered_with_an_alias(trained):
     assert "test.network_macro_f1" in run.data.metrics
     assert run.data.params["training.seed"] == "42"
     assert run.data.params["training.epochs"] == str(EPOCHS)
+    # What the next run's gate compares with, window by window, and this run's decision.
+    artifacts = {a.path for a in client.list_artifacts(registration["run_id"])}
+    assert {"network_test_predictions.npz", "gate.json"} <= artifacts
     logged = mlflow.models.get_model_info(f"models:/{registration['model_name']}/{version.version}")
     contract = trained["catalog"].load("model_bundle")["contract"]
     assert logged.metadata["preprocessing_contract"] == contract

@@ -73,3 +73,66 @@ def paired_bootstrap(
         "subjects": [str(s) for s in ids],
         "decision": decision,
     }
+
+
+def scored_windows(
+    windows_test: dict[str, np.ndarray], predicted: np.ndarray, classes: list[str]
+) -> dict[str, np.ndarray]:
+    """What a later comparison needs of one model's test run: which window, truth, prediction."""
+    return {
+        "recording_id": np.asarray(windows_test["recording_id"]).astype(str),
+        "start_ms": np.asarray(windows_test["start_ms"], dtype=np.int64),
+        "subject_id": np.asarray(windows_test["subject_id"]).astype(str),
+        "label_index": np.asarray(windows_test["label_index"], dtype=np.int64),
+        "predicted": np.asarray(predicted, dtype=np.int64),
+        "classes": np.asarray(classes, dtype=str),
+    }
+
+
+def _keyed(predictions: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Window keys ``recording_id@start_ms`` and the order that sorts them."""
+    keys = np.char.add(
+        np.char.add(predictions["recording_id"].astype(str), "@"),
+        predictions["start_ms"].astype(str),
+    )
+    return keys, np.argsort(keys, kind="stable")
+
+
+def compare_predictions(
+    candidate: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    replicates: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, Any]:
+    """Paired bootstrap of candidate vs reference, or ``not comparable`` with the reason.
+
+    Comparable means the same classes and the same test windows with the same truth; the
+    windows are matched by recording and start, whatever order they were saved in.
+    """
+    if list(candidate["classes"]) != list(reference["classes"]):
+        return {
+            "decision": "not comparable",
+            "reason": f"classes {list(reference['classes'])}, not {list(candidate['classes'])}",
+        }
+    mine, my_order = _keyed(candidate)
+    theirs, their_order = _keyed(reference)
+    if len(mine) != len(theirs) or not np.array_equal(mine[my_order], theirs[their_order]):
+        shared = len(np.intersect1d(mine, theirs))
+        return {
+            "decision": "not comparable",
+            "reason": f"scored on other test windows ({shared} of {len(mine)} shared)",
+        }
+    truth = candidate["label_index"][my_order]
+    if not np.array_equal(truth, reference["label_index"][their_order]):
+        return {"decision": "not comparable", "reason": "the same windows carry other labels"}
+    return paired_bootstrap(
+        truth,
+        candidate["predicted"][my_order],
+        reference["predicted"][their_order],
+        candidate["subject_id"][my_order],
+        len(candidate["classes"]),
+        replicates,
+        confidence,
+        seed,
+    )

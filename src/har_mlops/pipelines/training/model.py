@@ -9,7 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from har_mlops.layers import WindowStatistics
+from har_mlops.layers import WindowSpectrum, WindowStatistics
 
 from .parameters import Architecture
 
@@ -53,6 +53,11 @@ def build_cnn_bilstm(
         stats = WindowStatistics(
             correlations=architecture.get("window_correlations", False), name="window_statistics"
         )(inputs)
+        if architecture.get("spectral_bands"):
+            spectrum = WindowSpectrum(architecture["spectral_bands"], name="window_spectrum")(
+                inputs
+            )
+            stats = keras.layers.Concatenate(name="wide_features")([stats, spectrum])
         stats = keras.layers.BatchNormalization(name="statistics_bn")(stats)
         logits = keras.layers.Add(name="logits")(
             [logits, keras.layers.Dense(n_classes, name="wide_logits")(stats)]

@@ -37,6 +37,7 @@ from har_mlops.smoothing import (
     window_hop_ms,
 )
 
+from .comparison import compare_predictions, scored_windows
 from .parameters import Architecture, Baseline, Registry, Training
 from .registry import decide_promotion
 
@@ -80,7 +81,11 @@ def _compiled_network(
         tf.config.experimental.enable_op_determinism()
     model = build_cnn_bilstm(window_size, n_channels, n_classes, architecture)
     optimizer = keras.optimizers.AdamW(
-        learning_rate=training["learning_rate"], weight_decay=training["weight_decay"]
+        learning_rate=training["learning_rate"],
+        weight_decay=training["weight_decay"],
+        # Keras swaps the averaged weights in when fit() ends.
+        use_ema=training.get("ema_momentum") is not None,
+        ema_momentum=training.get("ema_momentum") or 0.99,
     )
     # Keras 3: metrics must be passed by keyword (the third positional is loss_weights).
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -167,11 +172,11 @@ def evaluate_model(
     labels: Labels,
     prediction: Prediction,
     smoothing_report: dict[str, Any],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Scores the network on the test subjects and measures its CPU prediction throughput.
 
     The smoothed timeline's scores, measured on every test window, are added under
-    ``smoothing``.
+    ``smoothing``; the per-window predictions are returned for the registry's comparison.
     """
     classes = class_names(labels)
     signals = windows_test["signals"]
@@ -199,7 +204,7 @@ def evaluate_model(
         report["macro_f1"],
         report["throughput_windows_per_s"],
     )
-    return report
+    return report, scored_windows(windows_test, probabilities.argmax(axis=1), classes)
 
 
 def _hop_ms(windowing: Windowing, resampling: Resampling) -> float:
@@ -331,8 +336,8 @@ def evaluate_baseline(
     windows_test: dict[str, np.ndarray],
     labels: Labels,
     resampling: Resampling,
-) -> dict[str, Any]:
-    """Scores the baseline on the test subjects."""
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Scores the baseline on the test subjects; returns the report and its predictions."""
     features = window_features(windows_test["signals"], resampling["target_rate_hz"])
     started = time.perf_counter()
     predicted = baseline_model.predict(features)
@@ -344,7 +349,7 @@ def evaluate_baseline(
         report["accuracy"],
         report["macro_f1"],
     )
-    return report
+    return report, scored_windows(windows_test, predicted, class_names(labels))
 
 
 def compare_models(
@@ -426,8 +431,11 @@ def predictor_config(
     ).to_dict()
 
 
+PREDICTIONS_ARTIFACT = "network_test_predictions.npz"
+
+
 def _current_champion(client: Any, model_name: str) -> dict[str, Any] | None:
-    """Version, macro-F1 and test subjects of the registered champion, if there is one."""
+    """Version, macro-F1 and source run of the registered champion, if there is one."""
     import mlflow
 
     try:
@@ -438,8 +446,25 @@ def _current_champion(client: Any, model_name: str) -> dict[str, Any] | None:
     return {
         "version": current.version,
         "macro_f1": float(current.tags.get("macro_f1", "nan")),
-        "test_subjects": current.tags.get("test_subjects", "").split(","),
+        "run_id": current.run_id,
     }
+
+
+def _champion_predictions(champion: dict[str, Any]) -> dict[str, np.ndarray] | str:
+    """The test predictions logged by the champion's run, or why there are none."""
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=champion["run_id"], artifact_path=PREDICTIONS_ARTIFACT, dst_path=scratch
+            )
+        except (mlflow.exceptions.MlflowException, OSError) as error:
+            return f"its run {champion['run_id']} has no {PREDICTIONS_ARTIFACT} ({error})"
+        with np.load(path, allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in arrays.files}
 
 
 def _register_version(
@@ -476,6 +501,8 @@ def register_model(
     model: KerasModel,
     served_config: dict[str, Any],
     network_report: dict[str, Any],
+    network_test_predictions: dict[str, np.ndarray],
+    baseline_test_predictions: dict[str, np.ndarray],
     registry: Registry,
 ) -> dict[str, Any]:
     """Logs preprocessing + model as one servable pyfunc, registers it behind the quality gate."""
@@ -497,12 +524,31 @@ def register_model(
         logger.info("Model logged to run %s; registry disabled", run.info.run_id)
         return {"registered": False, "reason": "registry disabled", "run_id": run.info.run_id}
     client = MlflowClient()
+    comparison = registry["comparison"]
+    bootstrap = {k: comparison[k] for k in ("replicates", "confidence", "seed")}
+    versus_baseline = compare_predictions(
+        network_test_predictions, baseline_test_predictions, **bootstrap
+    )
     champion = _current_champion(client, registry["model_name"])
+    versus_champion = None
+    if champion is not None:
+        reference = _champion_predictions(champion)
+        versus_champion = (
+            {"decision": "not comparable", "reason": reference}
+            if isinstance(reference, str)
+            else compare_predictions(network_test_predictions, reference, **bootstrap)
+        )
     decision = decide_promotion(
         network_report["macro_f1"],
-        network_report["test_subjects"],
-        champion,
         registry["min_macro_f1"],
+        versus_baseline,
+        champion,
+        versus_champion,
+        comparison["promote_on_tie"],
+    )
+    mlflow.log_dict(
+        {"versus_baseline": versus_baseline, "versus_champion": versus_champion, **decision},
+        "gate.json",
     )
     version = _register_version(
         client, info.model_uri, registry["model_name"], network_report, decision
@@ -515,4 +561,6 @@ def register_model(
         "reasons": decision["reasons"],
         "run_id": run.info.run_id,
         "previous_champion": champion,
+        "versus_baseline": versus_baseline,
+        "versus_champion": versus_champion,
     }

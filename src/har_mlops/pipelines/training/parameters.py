@@ -22,6 +22,7 @@ class Architecture(ParameterGroup):
     window_statistics: bool
     window_correlations: bool = False
     gravity_split_kernel: PositiveInt | None = None
+    spectral_bands: PositiveInt | None = None
 
 
 class LrSchedule(ParameterGroup):
@@ -83,6 +84,7 @@ class Training(ParameterGroup):
     early_stopping: EarlyStopping
     class_weighting: Literal["balanced", "none"]
     augmentation: Augmentation
+    ema_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
 
 
 class Baseline(ParameterGroup):
@@ -94,9 +96,19 @@ class Baseline(ParameterGroup):
     seed: int
 
 
+class Comparison(ParameterGroup):
+    """The paired bootstrap over test subjects that the gate decides by."""
+
+    replicates: PositiveInt
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)]
+    seed: int
+    promote_on_tie: bool
+
+
 class Registry(ParameterGroup):
     """MLflow model registry and its quality gate."""
 
     enabled: bool
     model_name: str
     min_macro_f1: Fraction
+    comparison: Comparison

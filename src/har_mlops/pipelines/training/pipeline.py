@@ -74,7 +74,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:inference.prediction",
                     "smoothing_report",
                 ],
-                outputs="evaluation_report",
+                outputs=["evaluation_report", "network_test_predictions"],
                 name="evaluate_model",
             ),
             Node(
@@ -91,7 +91,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 evaluate_baseline,
                 inputs=["baseline_model", "windows_test", "params:labels", "params:resampling"],
-                outputs="baseline_report",
+                outputs=["baseline_report", "baseline_test_predictions"],
                 name="evaluate_baseline",
             ),
             Node(
@@ -135,7 +135,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 register_model,
-                inputs=["model", "served_model_config", "evaluation_report", "params:registry"],
+                inputs=[
+                    "model",
+                    "served_model_config",
+                    "evaluation_report",
+                    "network_test_predictions",
+                    "baseline_test_predictions",
+                    "params:registry",
+                ],
                 outputs="model_registration",
                 name="register_model",
             ),
