@@ -96,7 +96,14 @@ def main() -> None:
             scaler = fit_scaler(fold_train)
             started = time.perf_counter()
             model, history = train_model(
-                fold_train, fold_valid, scaler, params["architecture"], params["training"], labels
+                fold_train,
+                fold_valid,
+                scaler,
+                {},
+                params["architecture"],
+                params["training"],
+                base["fine_tuning"],
+                labels,
             )
             seconds = time.perf_counter() - started
             probabilities = predict_probabilities(model, fold_valid["signals"], scaler, 256)

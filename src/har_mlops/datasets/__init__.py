@@ -1,7 +1,7 @@
 """Project-specific Kedro datasets (raw recording readers and array storage)."""
 
 from .hapt_zip_dataset import HaptZipDataset
-from .model_bundle_dataset import ModelBundleDataset
+from .model_bundle_dataset import ModelBundleDataset, StartingModelDataset
 from .npz_dataset import NpzDataset
 from .prediction_log_dataset import PredictionLogDataset
 from .recording_index_dataset import RecordingIndexDataset
@@ -18,5 +18,6 @@ __all__ = [
     "RecordingIndexDataset",
     "RecordingOutputsDataset",
     "ReferenceProfileDataset",
+    "StartingModelDataset",
     "WearableExportDataset",
 ]

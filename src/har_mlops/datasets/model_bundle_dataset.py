@@ -86,3 +86,41 @@ class ModelBundleDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
             "paths": [str(p) for p in self._paths],
             "model_uri": self._model_uri,
         }
+
+
+class StartingModelDataset(AbstractDataset[None, dict[str, Any]]):
+    """The model bundle a training run starts from, or ``{}`` to train from scratch.
+
+    ``init_from`` is empty (from scratch), ``pretrained`` (the model shipped with the project,
+    in ``pretrained``), an MLflow URI (``models:/har_cnn_bilstm@champion``, ``runs:/...``) or
+    the path of a bundle folder (``har_cnn_bilstm.keras`` + ``model_contract.json``).
+    """
+
+    def __init__(
+        self, init_from: str | None, pretrained: str, metadata: dict | None = None
+    ) -> None:
+        self._init_from = None if init_from in (None, "", "none", "scratch") else str(init_from)
+        self._pretrained = pretrained
+        self.metadata = metadata
+
+    def _load(self) -> dict[str, Any]:
+        if self._init_from is None:
+            return {}
+        if "://" in self._init_from or self._init_from.startswith("models:/"):
+            bundle = ModelBundleDataset(source="registry", model_uri=self._init_from).load()
+        else:
+            folder = self._pretrained if self._init_from == "pretrained" else self._init_from
+            if not is_bundle_folder(Path(folder)):
+                raise DatasetError(
+                    f"init_from {self._init_from!r}: {folder} holds no model bundle "
+                    f"({MODEL_FILE} + {CONTRACT_FILE})"
+                )
+            bundle = ModelBundleDataset(source="local", paths=[folder]).load()
+        logger.info("Training starts from the model bundle %s", self._init_from)
+        return {"model": bundle["model"], "contract": bundle["contract"], "source": self._init_from}
+
+    def _save(self, data: None) -> None:
+        raise DatasetError("StartingModelDataset is read-only")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"init_from": self._init_from, "pretrained": self._pretrained}

@@ -74,8 +74,13 @@ def _train(windows, seed):
         },
     }
     labels = {"class_set": "x", "class_sets": {"x": CLASSES}}
-    model, history = train_model(train, validation, scaler, architecture, training, labels)
+    model, history = train_model(
+        train, validation, scaler, {}, architecture, training, FINE_TUNING, labels
+    )
     return history, predict_probabilities(model, validation["signals"], scaler, batch_size=16)
+
+
+FINE_TUNING = {"new_head": "auto", "frozen_blocks": 0, "learning_rate": 0.001}
 
 
 def _train_all(out: Path) -> None:

@@ -157,3 +157,37 @@ class EpochLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         summary = ", ".join(f"{k}={float(v):.4f}" for k, v in sorted((logs or {}).items()))
         self._log.info("epoch %d: %s", epoch + 1, summary)
+
+
+def conv_block_layers(model: keras.Model, n_blocks: int) -> list[keras.layers.Layer]:
+    """The convolution and batch-normalisation layers of the first ``n_blocks`` blocks."""
+    names = {f"{kind}{i}" for i in range(n_blocks) for kind in ("conv", "bn")}
+    return [layer for layer in model.layers if layer.name in names]
+
+
+def adapt_for_fine_tuning(
+    base: keras.Model, n_classes: int, new_head: bool, frozen_blocks: int
+) -> keras.Model:
+    """The base network with its feature layers reused: a new softmax head for ``n_classes``
+    when ``new_head``, and the first ``frozen_blocks`` convolution blocks frozen."""
+    model = base
+    if new_head:
+        features = base.get_layer("dense").output
+        logits = keras.layers.Dense(n_classes, name="deep_logits")(features)
+        if any(layer.name == "wide_logits" for layer in base.layers):
+            wide = keras.layers.Dense(n_classes, name="wide_logits")(
+                base.get_layer("statistics_bn").output
+            )
+            logits = keras.layers.Add(name="logits")([logits, wide])
+        outputs = keras.layers.Activation("softmax", name="probabilities")(logits)
+        model = keras.Model(base.inputs, outputs, name=base.name)
+    frozen = conv_block_layers(model, frozen_blocks)
+    if len(frozen) < 2 * frozen_blocks:
+        raise ValueError(
+            f"fine_tuning.frozen_blocks {frozen_blocks}: the starting model has only "
+            f"{len(frozen) // 2} convolution blocks"
+        )
+    for layer in frozen:
+        # A frozen BatchNormalization also keeps its moving statistics (inference mode).
+        layer.trainable = False
+    return model

@@ -38,7 +38,7 @@ from har_mlops.smoothing import (
 )
 
 from .comparison import compare_predictions, scored_windows
-from .parameters import Architecture, Baseline, Registry, Training
+from .parameters import Architecture, Baseline, FineTuning, Registry, Training
 from .registry import decide_promotion
 
 logger = logging.getLogger(__name__)
@@ -61,27 +61,12 @@ def _class_weights(labels: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
     return per_class[labels].astype(np.float32)
 
 
-def _compiled_network(
-    window_size: int,
-    n_channels: int,
-    n_classes: int,
-    architecture: Architecture,
-    training: Training,
-) -> KerasModel:
-    """The network, seeded and compiled with AdamW (op determinism on if configured)."""
+def _compile(model: KerasModel, training: Training, learning_rate: float) -> KerasModel:
+    """Compiles with AdamW (weights averaged when ``training.ema_momentum`` is set)."""
     import keras
 
-    from .model import build_cnn_bilstm
-
-    keras.utils.set_random_seed(training["seed"])
-    if training["deterministic_ops"]:
-        import tensorflow as tf
-
-        # Same seed, same machine -> same weights: no order-dependent parallel reductions.
-        tf.config.experimental.enable_op_determinism()
-    model = build_cnn_bilstm(window_size, n_channels, n_classes, architecture)
     optimizer = keras.optimizers.AdamW(
-        learning_rate=training["learning_rate"],
+        learning_rate=learning_rate,
         weight_decay=training["weight_decay"],
         # Keras swaps the averaged weights in when fit() ends.
         use_ema=training.get("ema_momentum") is not None,
@@ -90,6 +75,88 @@ def _compiled_network(
     # Keras 3: metrics must be passed by keyword (the third positional is loss_weights).
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+def _seeded(training: Training) -> None:
+    """Seeds Keras (and turns op determinism on if configured)."""
+    import keras
+
+    keras.utils.set_random_seed(training["seed"])
+    if training["deterministic_ops"]:
+        import tensorflow as tf
+
+        # Same seed, same machine -> same weights: no order-dependent parallel reductions.
+        tf.config.experimental.enable_op_determinism()
+
+
+def _compiled_network(
+    window_size: int,
+    n_channels: int,
+    n_classes: int,
+    architecture: Architecture,
+    training: Training,
+) -> KerasModel:
+    """The network, seeded and compiled with AdamW (op determinism on if configured)."""
+    from .model import build_cnn_bilstm
+
+    _seeded(training)
+    model = build_cnn_bilstm(window_size, n_channels, n_classes, architecture)
+    return _compile(model, training, training["learning_rate"])
+
+
+def _fine_tunable(
+    starting_model: dict[str, Any], classes: list[str], training: Training, fine_tuning: FineTuning
+) -> KerasModel:
+    """The starting bundle's network adapted to this run's classes, compiled."""
+    from .model import adapt_for_fine_tuning
+
+    _seeded(training)
+    previous = list(starting_model["contract"]["class_names"])
+    new_head = fine_tuning["new_head"] == "always" or previous != classes
+    model = adapt_for_fine_tuning(
+        starting_model["model"], len(classes), new_head, fine_tuning["frozen_blocks"]
+    )
+    logger.info(
+        "Fine-tuning %s: %s head for %d classes, %d convolution blocks frozen, learning rate %g",
+        starting_model["source"],
+        "a new" if new_head else "its",
+        len(classes),
+        fine_tuning["frozen_blocks"],
+        fine_tuning["learning_rate"],
+    )
+    return _compile(model, training, fine_tuning["learning_rate"])
+
+
+def choose_model_scaler(
+    scaler: dict[str, Any],
+    starting_model: dict[str, Any],
+    windowing: Windowing,
+    resampling: Resampling,
+    labels: Labels,
+) -> dict[str, Any]:
+    """The data's scaler from scratch; the starting model's when fine-tuning, whose contract
+    (units, rate, window, channels) the run must honour or it stops naming the field."""
+    if not starting_model:
+        return scaler
+    contract = starting_model["contract"]
+    mismatches = [
+        problem
+        for problem in model_contract_lib.contract_mismatches(
+            contract,
+            (windowing["window_size"], len(model_contract_lib.CHANNELS)),
+            windowing["window_size"],
+            windowing["overlap"],
+            resampling["target_rate_hz"],
+            class_names(labels),
+        )
+        # A new head takes other classes, and the overlap only changes which windows exist.
+        if not problem.startswith(("class_names:", "overlap:"))
+    ]
+    if mismatches:
+        raise model_contract_lib.ContractMismatchError(
+            f"Cannot fine-tune {starting_model['source']}: " + "; ".join(mismatches)
+        )
+    return model_contract_lib.contract_scaler(contract)
 
 
 def _callbacks(training: Training) -> list[Any]:
@@ -119,17 +186,24 @@ def _callbacks(training: Training) -> list[Any]:
 def train_model(
     windows_train: dict[str, np.ndarray],
     windows_validation: dict[str, np.ndarray],
-    scaler: dict[str, Any],
+    model_scaler: dict[str, Any],
+    starting_model: dict[str, Any],
     architecture: Architecture,
     training: Training,
+    fine_tuning: FineTuning,
     labels: Labels,
 ) -> tuple[KerasModel, dict[str, list[dict[str, float]]]]:
-    """Trains the CNN-BiLSTM with early stopping on the validation subjects."""
+    """Trains the CNN-BiLSTM (from scratch, or from ``starting_model``) with early stopping on
+    the validation subjects."""
     from .model import AugmentedWindows
 
     classes = class_names(labels)
     _, window_size, n_channels = windows_train["signals"].shape
-    model = _compiled_network(window_size, n_channels, len(classes), architecture, training)
+    if starting_model:
+        model = _fine_tunable(starting_model, classes, training, fine_tuning)
+    else:
+        model = _compiled_network(window_size, n_channels, len(classes), architecture, training)
+    scaler = model_scaler
     y_train = windows_train["label_index"]
     feed = AugmentedWindows(
         windows_train["signals"],

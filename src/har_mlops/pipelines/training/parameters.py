@@ -87,6 +87,15 @@ class Training(ParameterGroup):
     ema_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
 
 
+class FineTuning(ParameterGroup):
+    """How a run that starts from a model bundle (``init_from``) adapts it."""
+
+    # A new softmax head when the run's classes differ from the bundle's (auto) or always.
+    new_head: Literal["auto", "always"]
+    frozen_blocks: Annotated[int, Field(ge=0)]
+    learning_rate: Annotated[float, Field(gt=0.0)]
+
+
 class Baseline(ParameterGroup):
     """The random-forest baseline on per-window features."""
 

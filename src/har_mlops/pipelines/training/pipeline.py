@@ -5,6 +5,7 @@ from kedro.pipeline import Node, Pipeline
 from .nodes import (
     build_contract,
     bundle_model,
+    choose_model_scaler,
     compare_models,
     estimate_activity_transitions,
     evaluate_baseline,
@@ -23,13 +24,27 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
+                choose_model_scaler,
+                inputs=[
+                    "scaler",
+                    "starting_model",
+                    "params:windowing",
+                    "params:resampling",
+                    "params:labels",
+                ],
+                outputs="model_scaler",
+                name="choose_model_scaler",
+            ),
+            Node(
                 train_model,
                 inputs=[
                     "windows_train",
                     "windows_validation",
-                    "scaler",
+                    "model_scaler",
+                    "starting_model",
                     "params:architecture",
                     "params:training",
+                    "params:fine_tuning",
                     "params:labels",
                 ],
                 outputs=["model", "training_history"],
@@ -53,7 +68,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "model",
                     # Every test window in time order: smoothing runs over whole recordings.
                     "all_windows_test",
-                    "scaler",
+                    "model_scaler",
                     "activity_transitions",
                     "params:labels",
                     "params:windowing",
@@ -69,7 +84,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=[
                     "model",
                     "windows_test",
-                    "scaler",
+                    "model_scaler",
                     "params:labels",
                     "params:inference.prediction",
                     "smoothing_report",
@@ -108,7 +123,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 build_contract,
-                inputs=["scaler", "params:windowing", "params:resampling", "params:labels"],
+                inputs=["model_scaler", "params:windowing", "params:resampling", "params:labels"],
                 outputs="model_contract",
                 name="build_contract",
             ),

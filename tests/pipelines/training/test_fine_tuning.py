@@ -1,0 +1,145 @@
+"""Fine-tuning from the shipped model bundle: reuse, freezing, a new head, the contract check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from kedro.io import DatasetError
+
+from har_mlops.contract import ContractMismatchError, contract_scaler
+from har_mlops.datasets import StartingModelDataset
+from har_mlops.pipelines.training.nodes import choose_model_scaler, train_model
+from tests.conftest import PROJECT_ROOT
+
+PRETRAINED = PROJECT_ROOT / "data/06_models/pretrained"
+USER_CLASSES = ["NAIL_BITING", "HAIR_PULLING", "SITTING"]
+TRAINING = {
+    "seed": 3,
+    "deterministic_ops": False,
+    "epochs": 2,
+    "batch_size": 32,
+    "learning_rate": 0.002,
+    "weight_decay": 0.0001,
+    "lr_schedule": {"factor": 0.5, "patience": 3, "min_lr": 0.00001},
+    "early_stopping": {
+        "monitor": "val_loss",
+        "patience": 5,
+        "start_from_epoch": 0,
+        "restore_best_weights": False,
+    },
+    "class_weighting": "balanced",
+    "augmentation": {"rotation": {"enabled": True, "max_degrees": 20}},
+}
+
+
+def _starting_model() -> dict:
+    return StartingModelDataset(init_from="pretrained", pretrained=str(PRETRAINED)).load()
+
+
+def _labels(classes: list[str]) -> dict:
+    return {"class_set": "user", "class_sets": {"user": classes}}
+
+
+def _two_subjects(n_per_subject: int = 48) -> tuple[dict, dict]:
+    """Windows of two labelled subjects (train) and a third (validation), in SI units."""
+    rng = np.random.default_rng(0)
+
+    def windows(subject: str) -> dict:
+        labels = np.arange(n_per_subject) % len(USER_CLASSES)
+        signals = rng.normal(scale=0.3, size=(n_per_subject, 128, 6)).astype(np.float32)
+        signals[:, :, 2] += 9.81  # gravity on z
+        signals[:, :, 0] += labels[:, None] * 1.5  # something to learn
+        return {
+            "signals": signals,
+            "label_index": labels,
+            "subject_id": np.full(n_per_subject, subject),
+        }
+
+    train = [windows("1"), windows("2")]
+    merged = {key: np.concatenate([w[key] for w in train]) for key in train[0]}
+    return merged, windows("3")
+
+
+def _layer_weights(model, name: str) -> list[np.ndarray]:
+    return [np.array(w) for w in model.get_layer(name).get_weights()]
+
+
+def test_fine_tuning_reuses_the_shipped_weights_and_keeps_frozen_layers():
+    shipped = _starting_model()
+    before = {name: _layer_weights(shipped["model"], name) for name in ("conv0", "bn0", "conv1")}
+    train, validation = _two_subjects()
+    starting = _starting_model()
+    scaler = choose_model_scaler(
+        {"unused": True},
+        starting,
+        {"window_size": 128, "overlap": 0.5},
+        {"target_rate_hz": 50.0},
+        _labels(USER_CLASSES),
+    )
+    assert scaler == contract_scaler(shipped["contract"])
+    fine_tuning = {"new_head": "auto", "frozen_blocks": 1, "learning_rate": 0.0005}
+    model, history = train_model(
+        train, validation, scaler, starting, {}, TRAINING, fine_tuning, _labels(USER_CLASSES)
+    )
+    assert len(history["loss"]) == 2
+    assert model.output_shape == (None, len(USER_CLASSES))
+    # The frozen first block is exactly the shipped one, the second one was trained from it.
+    for name in ("conv0", "bn0"):
+        for trained, loaded in zip(_layer_weights(model, name), before[name], strict=True):
+            np.testing.assert_array_equal(trained, loaded)
+    changed = _layer_weights(model, "conv1")[0] - before["conv1"][0]
+    assert np.abs(changed).max() > 0
+    # Small steps from the shipped weights, not a re-initialisation.
+    assert np.abs(changed).max() < 0.5 * np.abs(before["conv1"][0]).max()
+
+
+def test_same_classes_keep_the_shipped_head():
+    starting = _starting_model()
+    classes = list(starting["contract"]["class_names"])
+    shipped_head = _layer_weights(starting["model"], "deep_logits")
+    from har_mlops.pipelines.training.model import adapt_for_fine_tuning
+
+    model = adapt_for_fine_tuning(starting["model"], len(classes), False, 2)
+    for kept, shipped in zip(_layer_weights(model, "deep_logits"), shipped_head, strict=True):
+        np.testing.assert_array_equal(kept, shipped)
+    frozen = {layer.name for layer in model.layers if not layer.trainable}
+    assert {"conv0", "bn0", "conv1", "bn1"} <= frozen
+    with pytest.raises(ValueError, match="only 3 convolution blocks"):
+        adapt_for_fine_tuning(_starting_model()["model"], len(classes), False, 5)
+
+
+@pytest.mark.parametrize(
+    ("windowing", "resampling", "field"),
+    [
+        ({"window_size": 64, "overlap": 0.5}, {"target_rate_hz": 50.0}, "window_size"),
+        ({"window_size": 128, "overlap": 0.5}, {"target_rate_hz": 25.0}, "target_rate_hz"),
+    ],
+)
+def test_contract_mismatch_names_the_field(windowing, resampling, field):
+    starting = _starting_model()
+    with pytest.raises(ContractMismatchError, match=rf"Cannot fine-tune pretrained: {field}:"):
+        choose_model_scaler({}, starting, windowing, resampling, _labels(USER_CLASSES))
+
+
+def test_contract_with_other_units_is_rejected():
+    starting = _starting_model()
+    starting["contract"] = {**starting["contract"], "units": {"acc": "g", "gyro": "deg/s"}}
+    with pytest.raises(ContractMismatchError, match="units: model expects"):
+        choose_model_scaler(
+            {},
+            starting,
+            {"window_size": 128, "overlap": 0.5},
+            {"target_rate_hz": 50.0},
+            _labels(USER_CLASSES),
+        )
+
+
+def test_from_scratch_uses_the_data_scaler():
+    scaler = {"mean": [0.0] * 6}
+    assert choose_model_scaler(scaler, {}, {}, {}, _labels(USER_CLASSES)) is scaler
+
+
+def test_starting_model_dataset_locations(tmp_path):
+    assert StartingModelDataset(init_from=None, pretrained=str(PRETRAINED)).load() == {}
+    with pytest.raises(DatasetError, match="holds no model bundle"):
+        StartingModelDataset(init_from=str(tmp_path), pretrained=str(PRETRAINED)).load()
