@@ -15,7 +15,11 @@ from .parameters import Architecture
 
 
 def build_cnn_bilstm(
-    window_size: int, n_channels: int, n_classes: int, architecture: Architecture
+    window_size: int,
+    n_channels: int,
+    n_classes: int,
+    architecture: Architecture,
+    name: str = "cnn_bilstm",
 ) -> keras.Model:
     """Convolution blocks, a bidirectional LSTM and a softmax head, sized by parameters."""
     inputs = keras.Input(shape=(window_size, n_channels), name="signals")
@@ -63,7 +67,23 @@ def build_cnn_bilstm(
             [logits, keras.layers.Dense(n_classes, name="wide_logits")(stats)]
         )
     outputs = keras.layers.Activation("softmax", name="probabilities")(logits)
-    return keras.Model(inputs, outputs, name="cnn_bilstm")
+    return keras.Model(inputs, outputs, name=name)
+
+
+def average_of(members: list[keras.Model]) -> keras.Model:
+    """One model whose output is the mean of its members' class probabilities: an ensemble
+    served, saved and loaded as a single Keras model with a single forward pass."""
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input(shape=members[0].input_shape[1:], name="signals")
+    outputs = keras.layers.Average(name="probabilities")([member(inputs) for member in members])
+    return keras.Model(inputs, outputs, name="cnn_bilstm_ensemble")
+
+
+def ensemble_members(model: keras.Model) -> list[keras.Model]:
+    """The member networks of an ensemble from :func:`average_of`; ``[model]`` otherwise."""
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return nested or [model]
 
 
 def random_rotations(rng: np.random.Generator, n: int, max_degrees: float) -> np.ndarray:
@@ -169,7 +189,13 @@ def adapt_for_fine_tuning(
     base: keras.Model, n_classes: int, new_head: bool, frozen_blocks: int
 ) -> keras.Model:
     """The base network with its feature layers reused: a new softmax head for ``n_classes``
-    when ``new_head``, and the first ``frozen_blocks`` convolution blocks frozen."""
+    when ``new_head``, and the first ``frozen_blocks`` convolution blocks frozen. An ensemble
+    is adapted member by member and fine-tuned as a whole."""
+    members = ensemble_members(base)
+    if len(members) > 1:
+        return average_of(
+            [adapt_for_fine_tuning(m, n_classes, new_head, frozen_blocks) for m in members]
+        )
     model = base
     if new_head:
         features = base.get_layer("dense").output

@@ -95,12 +95,13 @@ def _compiled_network(
     n_classes: int,
     architecture: Architecture,
     training: Training,
+    name: str = "cnn_bilstm",
 ) -> KerasModel:
     """The network, seeded and compiled with AdamW (op determinism on if configured)."""
     from .model import build_cnn_bilstm
 
     _seeded(training)
-    model = build_cnn_bilstm(window_size, n_channels, n_classes, architecture)
+    model = build_cnn_bilstm(window_size, n_channels, n_classes, architecture, name)
     return _compile(model, training, training["learning_rate"])
 
 
@@ -183,32 +184,22 @@ def _callbacks(training: Training) -> list[Any]:
     ]
 
 
-def train_model(
+def _fit(
+    model: KerasModel,
     windows_train: dict[str, np.ndarray],
     windows_validation: dict[str, np.ndarray],
-    model_scaler: dict[str, Any],
-    starting_model: dict[str, Any],
-    architecture: Architecture,
+    scaler: dict[str, Any],
     training: Training,
-    fine_tuning: FineTuning,
-    labels: Labels,
-) -> tuple[KerasModel, dict[str, list[dict[str, float]]]]:
-    """Trains the CNN-BiLSTM (from scratch, or from ``starting_model``) with early stopping on
-    the validation subjects."""
+    n_classes: int,
+) -> dict[str, list[float]]:
+    """Fits one compiled network on augmented batches; its per-epoch history."""
     from .model import AugmentedWindows
 
-    classes = class_names(labels)
-    _, window_size, n_channels = windows_train["signals"].shape
-    if starting_model:
-        model = _fine_tunable(starting_model, classes, training, fine_tuning)
-    else:
-        model = _compiled_network(window_size, n_channels, len(classes), architecture, training)
-    scaler = model_scaler
     y_train = windows_train["label_index"]
     feed = AugmentedWindows(
         windows_train["signals"],
         y_train,
-        _class_weights(y_train, len(classes), training["class_weighting"]),
+        _class_weights(y_train, n_classes, training["class_weighting"]),
         scaler,
         training["batch_size"],
         training["augmentation"],
@@ -227,14 +218,59 @@ def train_model(
         verbose=0,
     )
     logger.info(
-        "Trained %d epochs in %.1f s (%d parameters)",
+        "Trained %s: %d epochs in %.1f s (%d parameters)",
+        model.name,
         len(fitted.history["loss"]),
         time.perf_counter() - started,
         model.count_params(),
     )
+    return fitted.history
+
+
+def train_model(
+    windows_train: dict[str, np.ndarray],
+    windows_validation: dict[str, np.ndarray],
+    model_scaler: dict[str, Any],
+    starting_model: dict[str, Any],
+    architecture: Architecture,
+    training: Training,
+    fine_tuning: FineTuning,
+    labels: Labels,
+) -> tuple[KerasModel, dict[str, list[dict[str, float]]]]:
+    """Trains the CNN-BiLSTM (an ensemble of ``training.ensemble_members``, or ``starting_model``
+    fine-tuned) with early stopping on the validation subjects."""
+    from .model import average_of
+
+    classes = class_names(labels)
+    _, window_size, n_channels = windows_train["signals"].shape
+    fit = {
+        "windows_train": windows_train,
+        "windows_validation": windows_validation,
+        "scaler": model_scaler,
+        "n_classes": len(classes),
+    }
+    if starting_model:
+        model = _fine_tunable(starting_model, classes, training, fine_tuning)
+        histories = {"": _fit(model, training=training, **fit)}
+    else:
+        n_members = training["ensemble_members"]
+        members, histories = [], {}
+        for index in range(n_members):
+            # Member 0 keeps the run's seed; the others are far from any other run's seed.
+            member_training = {**training, "seed": training["seed"] + 10007 * index}
+            name = "cnn_bilstm" if n_members == 1 else f"member{index}"
+            member = _compiled_network(
+                window_size, n_channels, len(classes), architecture, member_training, name
+            )
+            histories[f"{name}_" if n_members > 1 else ""] = _fit(
+                member, training=member_training, **fit
+            )
+            members.append(member)
+        model = average_of(members)
     history = {
-        name: [{"value": float(v), "step": step} for step, v in enumerate(values)]
-        for name, values in fitted.history.items()
+        f"{prefix}{name}": [{"value": float(v), "step": step} for step, v in enumerate(values)]
+        for prefix, member_history in histories.items()
+        for name, values in member_history.items()
     }
     return model, history
 

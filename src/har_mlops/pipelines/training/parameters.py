@@ -85,6 +85,7 @@ class Training(ParameterGroup):
     class_weighting: Literal["balanced", "none"]
     augmentation: Augmentation
     ema_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    ensemble_members: PositiveInt = 1
 
 
 class FineTuning(ParameterGroup):
