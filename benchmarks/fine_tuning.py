@@ -1,13 +1,15 @@
 """Benchmark: fine-tuning a model bundle vs training from scratch, with few labelled subjects.
 
-    python benchmarks/fine_tuning.py [--subjects 2 4 8] [--seeds 0 1] [--frozen-blocks 0 1]
+    python benchmarks/fine_tuning.py [--subjects 2 4 8] [--seeds 0 1] \
+        [--variant "adapter:input_adapter=true;frozen_blocks=3;frozen_recurrent=true"]
 
 The scenario, built from HAPT: the device is worn in another orientation, so every window
 (train, validation and test) is turned by one fixed rotation (``--rotation-degrees``, Euler
 xyz), and only the first N training subjects (sorted by id; ``--subjects``) are labelled.
 For each N and seed the network is trained (default parameters) from scratch on those
 subjects, and fine-tuned from the bundle (``--bundle``, default the shipped pretrained model)
-with the project's ``fine_tuning`` parameters (``--frozen-blocks`` overrides theirs); the
+with the project's ``fine_tuning`` parameters (each ``--variant NAME:key=value;...`` runs
+another set of overrides of them, named NAME); the
 validation subjects drive early stopping, and macro-F1 is measured on the rotated test
 subjects. Prints one JSON row per run, then the table of means.
 
@@ -48,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subjects", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--frozen-blocks", type=int, nargs="+", default=None)
+    parser.add_argument("--variant", action="append", default=None)
     parser.add_argument("--rotation-degrees", type=float, nargs=3, default=[90.0, 0.0, 45.0])
     parser.add_argument("--bundle", default="pretrained", help="init_from: pretrained|path|URI")
     parser.add_argument("--windows-dir", type=Path, default=PROJECT / "data/05_model_input")
@@ -73,22 +75,27 @@ def main() -> None:
         name: rotated(dict(np.load(args.windows_dir / f"windows_{name}.npz")), rotation)
         for name in ("train", "validation", "test")
     }
-    frozen_settings = args.frozen_blocks or [params["fine_tuning"]["frozen_blocks"]]
+    variants = [("fine-tuned", {})]
+    if args.variant:
+        variants = []
+        for text in args.variant:
+            name, _, body = text.partition(":")
+            overrides = dict(item.split("=", 1) for item in filter(None, body.split(";")))
+            variants.append((name, {k: yaml.safe_load(v) for k, v in overrides.items()}))
     rows = []
     for n_subjects in args.subjects:
         train = first_subjects(split["train"], n_subjects)
         for seed in args.seeds:
             training = {**params["training"], "seed": seed}
-            runs = [("scratch", None)] + [(f"fine-tuned (frozen {k})", k) for k in frozen_settings]
-            for name, frozen in runs:
+            for name, overrides in [("scratch", None), *variants]:
                 starting = (
                     {}
-                    if frozen is None
+                    if overrides is None
                     else StartingModelDataset(
                         init_from=args.bundle, pretrained=str(PROJECT / "data/06_models/pretrained")
                     ).load()
                 )
-                fine_tuning = {**params["fine_tuning"], "frozen_blocks": frozen or 0}
+                fine_tuning = {**params["fine_tuning"], **(overrides or {})}
                 scaler = choose_model_scaler(
                     fit_scaler(train), starting, windowing, resampling, labels
                 )

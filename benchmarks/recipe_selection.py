@@ -86,6 +86,8 @@ def main() -> None:
         params["training"]["seed"] = args.seed
         for key, value in overrides.items():
             override(params, key, value)
+        # The held-out fold is what the recipe is scored on: it must never be fitted.
+        params["training"]["fit_on_validation"] = False
         scores = []
         for index, held_out in enumerate(folds):
             if args.only_folds is not None and index not in args.only_folds:

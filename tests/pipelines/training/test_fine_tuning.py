@@ -143,3 +143,18 @@ def test_starting_model_dataset_locations(tmp_path):
     assert StartingModelDataset(init_from=None, pretrained=str(PRETRAINED)).load() == {}
     with pytest.raises(DatasetError, match="holds no model bundle"):
         StartingModelDataset(init_from=str(tmp_path), pretrained=str(PRETRAINED)).load()
+
+
+def test_input_adapter_starts_as_the_identity_and_trains_alone_with_the_head():
+    from har_mlops.pipelines.training.model import adapt_for_fine_tuning, find_layer
+
+    shipped = _starting_model()["model"]
+    signals = np.random.default_rng(1).normal(size=(8, 128, 6)).astype(np.float32)
+    expected = shipped.predict(signals, verbose=0)
+    adapted = adapt_for_fine_tuning(_starting_model()["model"], 6, False, 3, True, True)
+    np.testing.assert_allclose(adapted.predict(signals, verbose=0), expected, atol=1e-5)
+    trainable = {w.path.split("/")[0] for w in adapted.trainable_weights}
+    assert "input_adapter" in trainable
+    assert not find_layer(adapted, "bilstm").trainable
+    assert not find_layer(adapted, "conv2").trainable
+    assert find_layer(adapted, "deep_logits").trainable

@@ -81,9 +81,26 @@ def average_of(members: list[keras.Model]) -> keras.Model:
 
 
 def ensemble_members(model: keras.Model) -> list[keras.Model]:
-    """The member networks of an ensemble from :func:`average_of`; ``[model]`` otherwise."""
+    """The member networks of an ensemble from :func:`average_of`; ``[model]`` otherwise
+    (looking through an input adapter in front of either)."""
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(nested) == 1:
+        return ensemble_members(nested[0])
     return nested or [model]
+
+
+def find_layer(model: keras.Model, name: str) -> keras.layers.Layer:
+    """The layer called ``name`` in ``model`` or the first network nested in it."""
+    for layer in model.layers:
+        if layer.name == name:
+            return layer
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            try:
+                return find_layer(layer, name)
+            except ValueError:
+                continue
+    raise ValueError(f"No layer {name!r} in {model.name}")
 
 
 def random_rotations(rng: np.random.Generator, n: int, max_degrees: float) -> np.ndarray:
@@ -185,17 +202,41 @@ def conv_block_layers(model: keras.Model, n_blocks: int) -> list[keras.layers.La
     return [layer for layer in model.layers if layer.name in names]
 
 
+RECURRENT_LAYERS = ("bilstm", "dense")
+
+
+def with_input_adapter(model: keras.Model) -> keras.Model:
+    """``model`` behind a trainable per-time-step linear mix of its input channels, starting
+    as the identity: a device worn in another orientation (or axes in another order) is a
+    fixed linear map of the channels, which the adapter learns from few windows."""
+    inputs = keras.Input(shape=model.input_shape[1:], name="signals")
+    mixed = keras.layers.Dense(
+        model.input_shape[-1], kernel_initializer="identity", name="input_adapter"
+    )(inputs)
+    return keras.Model(inputs, model(mixed), name=f"{model.name}_adapted")
+
+
 def adapt_for_fine_tuning(
-    base: keras.Model, n_classes: int, new_head: bool, frozen_blocks: int
+    base: keras.Model,
+    n_classes: int,
+    new_head: bool,
+    frozen_blocks: int,
+    frozen_recurrent: bool = False,
+    input_adapter: bool = False,
 ) -> keras.Model:
     """The base network with its feature layers reused: a new softmax head for ``n_classes``
-    when ``new_head``, and the first ``frozen_blocks`` convolution blocks frozen. An ensemble
-    is adapted member by member and fine-tuned as a whole."""
+    when ``new_head``, the first ``frozen_blocks`` convolution blocks (and the recurrent and
+    dense layers if ``frozen_recurrent``) frozen, and optionally an input adapter in front. An
+    ensemble is adapted member by member and fine-tuned as a whole."""
     members = ensemble_members(base)
-    if len(members) > 1:
-        return average_of(
-            [adapt_for_fine_tuning(m, n_classes, new_head, frozen_blocks) for m in members]
+    if len(members) > 1 or members[0] is not base:
+        adapted = average_of(
+            [
+                adapt_for_fine_tuning(m, n_classes, new_head, frozen_blocks, frozen_recurrent)
+                for m in members
+            ]
         )
+        return with_input_adapter(adapted) if input_adapter else adapted
     model = base
     if new_head:
         features = base.get_layer("dense").output
@@ -213,7 +254,9 @@ def adapt_for_fine_tuning(
             f"fine_tuning.frozen_blocks {frozen_blocks}: the starting model has only "
             f"{len(frozen) // 2} convolution blocks"
         )
+    if frozen_recurrent:
+        frozen += [layer for layer in model.layers if layer.name in RECURRENT_LAYERS]
     for layer in frozen:
         # A frozen BatchNormalization also keeps its moving statistics (inference mode).
         layer.trainable = False
-    return model
+    return with_input_adapter(model) if input_adapter else model

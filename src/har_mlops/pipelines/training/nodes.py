@@ -61,12 +61,14 @@ def _class_weights(labels: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
     return per_class[labels].astype(np.float32)
 
 
-def _compile(model: KerasModel, training: Training, learning_rate: float) -> KerasModel:
+def _compile(
+    model: KerasModel, training: Training, learning_rate: float, steps_per_epoch: int
+) -> KerasModel:
     """Compiles with AdamW (weights averaged when ``training.ema_momentum`` is set)."""
     import keras
 
     optimizer = keras.optimizers.AdamW(
-        learning_rate=learning_rate,
+        learning_rate=_learning_rate(training, learning_rate, steps_per_epoch),
         weight_decay=training["weight_decay"],
         # Keras swaps the averaged weights in when fit() ends.
         use_ema=training.get("ema_momentum") is not None,
@@ -95,6 +97,7 @@ def _compiled_network(
     n_classes: int,
     architecture: Architecture,
     training: Training,
+    steps_per_epoch: int,
     name: str = "cnn_bilstm",
 ) -> KerasModel:
     """The network, seeded and compiled with AdamW (op determinism on if configured)."""
@@ -102,11 +105,15 @@ def _compiled_network(
 
     _seeded(training)
     model = build_cnn_bilstm(window_size, n_channels, n_classes, architecture, name)
-    return _compile(model, training, training["learning_rate"])
+    return _compile(model, training, training["learning_rate"], steps_per_epoch)
 
 
 def _fine_tunable(
-    starting_model: dict[str, Any], classes: list[str], training: Training, fine_tuning: FineTuning
+    starting_model: dict[str, Any],
+    classes: list[str],
+    training: Training,
+    fine_tuning: FineTuning,
+    steps_per_epoch: int,
 ) -> KerasModel:
     """The starting bundle's network adapted to this run's classes, compiled."""
     from .model import adapt_for_fine_tuning
@@ -115,17 +122,25 @@ def _fine_tunable(
     previous = list(starting_model["contract"]["class_names"])
     new_head = fine_tuning["new_head"] == "always" or previous != classes
     model = adapt_for_fine_tuning(
-        starting_model["model"], len(classes), new_head, fine_tuning["frozen_blocks"]
+        starting_model["model"],
+        len(classes),
+        new_head,
+        fine_tuning["frozen_blocks"],
+        fine_tuning.get("frozen_recurrent", False),
+        fine_tuning.get("input_adapter", False),
     )
     logger.info(
-        "Fine-tuning %s: %s head for %d classes, %d convolution blocks frozen, learning rate %g",
+        "Fine-tuning %s: %s head for %d classes, %d convolution blocks%s frozen, %s, "
+        "learning rate %g",
         starting_model["source"],
         "a new" if new_head else "its",
         len(classes),
         fine_tuning["frozen_blocks"],
+        " and the recurrent layers" if fine_tuning.get("frozen_recurrent", False) else "",
+        "an input adapter" if fine_tuning.get("input_adapter", False) else "no input adapter",
         fine_tuning["learning_rate"],
     )
-    return _compile(model, training, fine_tuning["learning_rate"])
+    return _compile(model, training, fine_tuning["learning_rate"], steps_per_epoch)
 
 
 def choose_model_scaler(
@@ -161,27 +176,48 @@ def choose_model_scaler(
 
 
 def _callbacks(training: Training) -> list[Any]:
-    """Early stopping and the learning-rate schedule on the validation subjects, and a logger."""
+    """Early stopping and the learning-rate schedule on the validation subjects (each when
+    configured), and a logger."""
     import keras
 
     from .model import EpochLogger
 
     stopping, schedule = training["early_stopping"], training["lr_schedule"]
-    return [
-        keras.callbacks.EarlyStopping(
-            monitor=stopping["monitor"],
-            patience=stopping["patience"],
-            start_from_epoch=stopping["start_from_epoch"],
-            restore_best_weights=stopping["restore_best_weights"],
-        ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss",
-            factor=schedule["factor"],
-            patience=schedule["patience"],
-            min_lr=schedule["min_lr"],
-        ),
-        EpochLogger(logger),
-    ]
+    callbacks = [EpochLogger(logger)]
+    if stopping.get("enabled", True):
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=stopping["monitor"],
+                patience=stopping["patience"],
+                start_from_epoch=stopping["start_from_epoch"],
+                restore_best_weights=stopping["restore_best_weights"],
+            )
+        )
+    if schedule.get("kind", "plateau") == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=schedule["factor"],
+                patience=schedule["patience"],
+                min_lr=schedule["min_lr"],
+            )
+        )
+    return callbacks
+
+
+def _learning_rate(training: Training, learning_rate: float, steps_per_epoch: int) -> Any:
+    """The optimiser's learning rate: a constant the plateau callback lowers, or a cosine
+    decay from ``learning_rate`` to ``lr_schedule.min_lr`` over all epochs."""
+    import keras
+
+    schedule = training["lr_schedule"]
+    if schedule.get("kind", "plateau") == "plateau":
+        return learning_rate
+    return keras.optimizers.schedules.CosineDecay(
+        learning_rate,
+        decay_steps=training["epochs"] * steps_per_epoch,
+        alpha=schedule["min_lr"] / learning_rate,
+    )
 
 
 def _fit(
@@ -205,10 +241,12 @@ def _fit(
         training["augmentation"],
         training["seed"],
     )
-    validation = (
-        scale_signals(windows_validation["signals"], scaler),
-        windows_validation["label_index"],
-    )
+    validation = None
+    if windows_validation is not None:
+        validation = (
+            scale_signals(windows_validation["signals"], scaler),
+            windows_validation["label_index"],
+        )
     started = time.perf_counter()
     fitted = model.fit(
         feed,
@@ -243,24 +281,43 @@ def train_model(
 
     classes = class_names(labels)
     _, window_size, n_channels = windows_train["signals"].shape
+    if training.get("fit_on_validation", False):
+        stopping, schedule = training["early_stopping"], training["lr_schedule"]
+        if stopping.get("enabled", True) or schedule.get("kind", "plateau") != "cosine":
+            raise ValueError(
+                "training.fit_on_validation needs early_stopping.enabled false and "
+                "lr_schedule.kind cosine: nothing may be decided on windows it fits"
+            )
+        windows_train = {
+            key: np.concatenate([windows_train[key], windows_validation[key]])
+            for key in ("signals", "label_index")
+        }
+        windows_validation = None
     fit = {
         "windows_train": windows_train,
         "windows_validation": windows_validation,
         "scaler": model_scaler,
         "n_classes": len(classes),
     }
+    steps_per_epoch = -(-len(windows_train["label_index"]) // training["batch_size"])
     if starting_model:
-        model = _fine_tunable(starting_model, classes, training, fine_tuning)
+        model = _fine_tunable(starting_model, classes, training, fine_tuning, steps_per_epoch)
         histories = {"": _fit(model, training=training, **fit)}
     else:
-        n_members = training["ensemble_members"]
+        n_members = training.get("ensemble_members", 1)
         members, histories = [], {}
         for index in range(n_members):
             # Member 0 keeps the run's seed; the others are far from any other run's seed.
             member_training = {**training, "seed": training["seed"] + 10007 * index}
             name = "cnn_bilstm" if n_members == 1 else f"member{index}"
             member = _compiled_network(
-                window_size, n_channels, len(classes), architecture, member_training, name
+                window_size,
+                n_channels,
+                len(classes),
+                architecture,
+                member_training,
+                steps_per_epoch,
+                name,
             )
             histories[f"{name}_" if n_members > 1 else ""] = _fit(
                 member, training=member_training, **fit

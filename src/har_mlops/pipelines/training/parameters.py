@@ -26,8 +26,9 @@ class Architecture(ParameterGroup):
 
 
 class LrSchedule(ParameterGroup):
-    """ReduceLROnPlateau on the validation loss."""
+    """ReduceLROnPlateau on the validation loss, or a cosine decay over the epochs."""
 
+    kind: Literal["plateau", "cosine"] = "plateau"
     factor: Annotated[float, Field(gt=0.0, lt=1.0)]
     patience: int
     min_lr: float
@@ -36,6 +37,7 @@ class LrSchedule(ParameterGroup):
 class EarlyStopping(ParameterGroup):
     """Early stopping on the validation subjects."""
 
+    enabled: bool = True
     monitor: str
     patience: int
     start_from_epoch: int = 0
@@ -86,6 +88,9 @@ class Training(ParameterGroup):
     augmentation: Augmentation
     ema_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
     ensemble_members: PositiveInt = 1
+    # Fit on the training and validation subjects together: only when nothing is decided on
+    # the validation subjects during the fit (cosine schedule, no early stopping).
+    fit_on_validation: bool = False
 
 
 class FineTuning(ParameterGroup):
@@ -94,6 +99,9 @@ class FineTuning(ParameterGroup):
     # A new softmax head when the run's classes differ from the bundle's (auto) or always.
     new_head: Literal["auto", "always"]
     frozen_blocks: Annotated[int, Field(ge=0)]
+    frozen_recurrent: bool = False
+    # A trainable linear mix of the input channels in front (identity at the start).
+    input_adapter: bool = False
     learning_rate: Annotated[float, Field(gt=0.0)]
 
 
