@@ -84,3 +84,16 @@ class WindowSpectrum(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "bands": self.bands, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="har_mlops")
+class CentreWindow(keras.layers.Layer):
+    """Each channel minus its window mean: the signal without the device's orientation.
+
+    Fed to the deep path so that orientation (posture: sitting vs standing) reaches the logits
+    only through the linear wide path; the deep path left with it fits the training subjects'
+    own way of wearing the device, which does not carry over to new people.
+    """
+
+    def call(self, inputs):
+        return inputs - keras.ops.mean(inputs, axis=1, keepdims=True)

@@ -9,7 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from har_mlops.layers import WindowSpectrum, WindowStatistics
+from har_mlops.layers import CentreWindow, WindowSpectrum, WindowStatistics
 
 from .parameters import Architecture
 
@@ -24,6 +24,8 @@ def build_cnn_bilstm(
     """Convolution blocks, a bidirectional LSTM and a softmax head, sized by parameters."""
     inputs = keras.Input(shape=(window_size, n_channels), name="signals")
     x = inputs
+    if architecture.get("deep_path_input", "raw") == "centred":
+        x = CentreWindow(name="centred_signals")(x)
     kernel = architecture.get("gravity_split_kernel")
     if kernel:
         # Low-pass (moving average) = gravity and slow posture; the rest = body motion. The

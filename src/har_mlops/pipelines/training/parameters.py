@@ -23,6 +23,8 @@ class Architecture(ParameterGroup):
     window_correlations: bool = False
     gravity_split_kernel: PositiveInt | None = None
     spectral_bands: PositiveInt | None = None
+    # raw: the deep path sees the standardised signals; centred: minus each window's mean.
+    deep_path_input: Literal["raw", "centred"] = "raw"
 
 
 class LrSchedule(ParameterGroup):
