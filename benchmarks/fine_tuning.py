@@ -46,15 +46,41 @@ def first_subjects(windows: dict[str, np.ndarray], n: int) -> dict[str, np.ndarr
     return {key: value[keep] for key, value in windows.items()}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subjects", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--variant", action="append", default=None)
+    parser.add_argument("--no-scratch", action="store_true", help="only the fine-tuned runs")
+    parser.add_argument(
+        "--class-set", default=None, help="labels.class_set of the windows (e.g. all: 12 classes)"
+    )
     parser.add_argument("--rotation-degrees", type=float, nargs=3, default=[90.0, 0.0, 45.0])
     parser.add_argument("--bundle", default="pretrained", help="init_from: pretrained|path|URI")
     parser.add_argument("--windows-dir", type=Path, default=PROJECT / "data/05_model_input")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def print_table(rows: list[dict], args: argparse.Namespace) -> None:
+    """Mean macro-F1 per number of labelled subjects and arm, and the gain over scratch."""
+    print(f"\nrotation {args.rotation_degrees} deg (xyz); bundle {args.bundle}; seeds {args.seeds}")
+    names = list(dict.fromkeys(r["model"] for r in rows))
+    print("| labelled subjects | " + " | ".join(names) + " | gain |")
+    print("|---" * (len(names) + 2) + "|")
+    for n_subjects in args.subjects:
+        means = [
+            statistics.mean(
+                r["macro_f1"] for r in rows if r["subjects"] == n_subjects and r["model"] == name
+            )
+            for name in names
+        ]
+        gain = max(means[1:]) - means[0] if len(means) > 1 else float("nan")
+        cells = " | ".join(f"{m:.4f}" for m in means)
+        print(f"| {n_subjects} | {cells} | {gain:+.4f} |")
+
+
+def main() -> None:
+    args = parse_args()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from scipy.spatial.transform import Rotation
@@ -69,6 +95,8 @@ def main() -> None:
     params = yaml.safe_load((conf / "parameters_training.yml").read_text())
     processing = yaml.safe_load((conf / "parameters_data_processing.yml").read_text())
     labels, windowing = processing["labels"], processing["windowing"]
+    if args.class_set:
+        labels = {**labels, "class_set": args.class_set}
     resampling = processing["resampling"]
     rotation = Rotation.from_euler("xyz", args.rotation_degrees, degrees=True).as_matrix()
     split = {
@@ -87,7 +115,8 @@ def main() -> None:
         train = first_subjects(split["train"], n_subjects)
         for seed in args.seeds:
             training = {**params["training"], "seed": seed}
-            for name, overrides in [("scratch", None), *variants]:
+            arms = variants if args.no_scratch else [("scratch", None), *variants]
+            for name, overrides in arms:
                 starting = (
                     {}
                     if overrides is None
@@ -126,20 +155,7 @@ def main() -> None:
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print(f"\nrotation {args.rotation_degrees} deg (xyz); bundle {args.bundle}; seeds {args.seeds}")
-    names = list(dict.fromkeys(r["model"] for r in rows))
-    print("| labelled subjects | " + " | ".join(names) + " | gain |")
-    print("|---" * (len(names) + 2) + "|")
-    for n_subjects in args.subjects:
-        means = [
-            statistics.mean(
-                r["macro_f1"] for r in rows if r["subjects"] == n_subjects and r["model"] == name
-            )
-            for name in names
-        ]
-        gain = max(means[1:]) - means[0]
-        cells = " | ".join(f"{m:.4f}" for m in means)
-        print(f"| {n_subjects} | {cells} | {gain:+.4f} |")
+    print_table(rows, args)
 
 
 if __name__ == "__main__":

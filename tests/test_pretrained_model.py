@@ -54,3 +54,23 @@ def test_shipped_metrics_are_recorded_and_small():
     assert metrics["test_subjects"] == report["test_subjects"]
     assert metrics["network"]["macro_f1"] > metrics["baseline_random_forest"]["macro_f1"]
     assert (PRETRAINED / "har_cnn_bilstm.keras").stat().st_size < 512 * 1024  # "a few hundred KB"
+
+
+def test_model_is_what_the_default_architecture_builds(contract, params):
+    import keras
+
+    import har_mlops.layers  # noqa: F401  (registers the custom layers)
+    from har_mlops.pipelines.training.model import build_cnn_bilstm, ensemble_members
+
+    shipped = keras.saving.load_model(PRETRAINED / "har_cnn_bilstm.keras")
+    members = ensemble_members(shipped)
+    assert len(members) == params["training"]["ensemble_members"]
+    default = build_cnn_bilstm(
+        contract["window_size"],
+        len(contract["channels"]),
+        len(contract["class_names"]),
+        params["architecture"],
+    )
+    for member in members:
+        assert [layer.name for layer in member.layers] == [layer.name for layer in default.layers]
+        assert member.count_params() == default.count_params()
