@@ -14,6 +14,12 @@ validation subjects drive early stopping, and macro-F1 is measured on the rotate
 subjects. Prints one JSON row per run, then the table of means.
 
 The windows are those of `kedro run --pipelines data_processing` (data/05_model_input).
+
+The second scenario, 12 classes from 6: the bundle knows the six basic activities, the user
+labels all twelve (postural transitions too) on N subjects. Run data_processing with
+``--params labels.class_set=all`` in a copy of the project, then
+``--windows-dir <copy>/data/05_model_input --class-set all --rotation-degrees 0 0 0``: the
+fine-tuned model gets a new 12-class head on the bundle's feature layers.
 """
 
 from __future__ import annotations
