@@ -61,7 +61,9 @@ def run_peer(peer: str, seeds: list[int], venv: Path, windows_dir: Path) -> list
 def run_seed(seed: int, extra_params: str | None, pipelines: str) -> dict:
     """One training run in a child process; figures from the reports it writes."""
     params = f"training.seed={seed}" + (f",{extra_params}" if extra_params else "")
-    command = ["kedro", "run", "--pipelines", pipelines, "--params", params]
+    # The kedro of this interpreter's environment, whether or not it is on PATH.
+    kedro = Path(sys.executable).with_name("kedro")
+    command = [str(kedro), "run", "--pipelines", pipelines, "--params", params]
     started = time.perf_counter()
     with open(PROJECT / f"benchmark_training_seed{seed}.log", "wb") as log:
         child = subprocess.Popen(command, cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT)
