@@ -192,7 +192,7 @@ def test_training_registered_the_model_in_postgres(trained, postgres):
         "SELECT alias, version FROM registered_model_aliases WHERE name = %s",
         trained["model_name"],
     )
-    # One epoch stays far below the floor (macro-F1 0.90) and there is no champion yet.
+    # One epoch stays far below the test floor (macro-F1 0.9) and there is no champion yet.
     assert registration["alias"] == "challenger"
     assert aliases == [(registration["alias"], registration["version"])]
     runs = _query(postgres, "SELECT status FROM runs WHERE run_uuid = %s", registration["run_id"])

@@ -171,7 +171,7 @@ def test_model_is_registered_with_an_alias(trained):
 
     registration = trained["catalog"].load("model_registration")
     assert registration["registered"] is True
-    # A few epochs on two training subjects cannot pass the floor (macro-F1 0.90).
+    # A few epochs on two training subjects cannot pass the test floor (macro-F1 0.9).
     assert registration["alias"] == "challenger"
     assert "below the floor" in registration["reasons"][0]
     assert registration["versus_baseline"]["subjects"] == ["2"]
