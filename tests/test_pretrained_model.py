@@ -72,5 +72,8 @@ def test_model_is_what_the_default_architecture_builds(contract, params):
         params["architecture"],
     )
     for member in members:
-        assert [layer.name for layer in member.layers] == [layer.name for layer in default.layers]
+        # Types, not names: unnamed layers are numbered by how many this process has built.
+        assert [type(x).__name__ for x in member.layers] == [
+            type(x).__name__ for x in default.layers
+        ]
         assert member.count_params() == default.count_params()
