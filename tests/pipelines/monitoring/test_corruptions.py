@@ -37,7 +37,9 @@ def monitor(
     """The monitoring run's nodes in order, on in-memory inputs; returns the report."""
     if daily_activity is None:
         daily_activity = no_days(classes)
-    quality = check_quality(compute_window_gates(windows, params), validation_report, params)
+    quality = check_quality(
+        compute_window_gates(windows, validation_report, params), validation_report, params
+    )
     predictions = stand_in_predictions(windows, classes)
     features = compute_window_features(windows, predictions, quality, profile, params)
     data_drift = measure_data_drift(features, quality, profile, params)
@@ -261,7 +263,7 @@ def test_predictions_of_another_model_are_refused(
     current, reference_profile, monitoring_params, classes
 ):
     windows, report = current
-    gates = compute_window_gates(windows, monitoring_params)
+    gates = compute_window_gates(windows, {}, monitoring_params)
     quality = check_quality(gates, report, monitoring_params)
     predictions = stand_in_predictions(windows, classes)
     predictions.loc[0, "activity"] = "STAND_TO_SIT"

@@ -81,9 +81,15 @@ def _recording_summaries(
 
 
 def compute_window_gates(
-    windows: dict[str, np.ndarray], monitoring: Monitoring
+    windows: dict[str, np.ndarray], validation_report: dict[str, Any], monitoring: Monitoring
 ) -> dict[str, np.ndarray]:
-    """Per-window sensor-gate values: from the signals, or as logged with served windows."""
+    """Per-window sensor-gate values: from the signals, or as logged with served windows.
+
+    ``validation_report`` is not read: it is what makes Kedro run this node after the
+    inference run that writes ``windows`` (in a whole ``kedro run`` the windows are read from
+    disk, so nothing else orders the two).
+    """
+    del validation_report
     # Served traffic is logged with its gate values instead of its signals (privacy, size):
     # windows that carry them skip the computation and meet the same decision.
     gates = windows.get("gates")

@@ -72,7 +72,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 compute_window_gates,
-                inputs=["inference.windows", "params:monitoring"],
+                inputs=["inference.windows", "inference.validation_report", "params:monitoring"],
                 outputs="monitoring_gates",
                 name="compute_window_gates",
             ),
