@@ -335,7 +335,7 @@ def train_model(
 def evaluate_model(
     model: KerasModel,
     windows_test: dict[str, np.ndarray],
-    scaler: dict[str, Any],
+    model_scaler: dict[str, Any],
     labels: Labels,
     prediction: Prediction,
     smoothing_report: dict[str, Any],
@@ -356,7 +356,7 @@ def evaluate_model(
         jit_compile=prediction["jit_compile"],
     )
     started = time.perf_counter()
-    probabilities = forward.predict_signals(signals, scaler)
+    probabilities = forward.predict_signals(signals, model_scaler)
     elapsed = time.perf_counter() - started
     report = classification_metrics(
         windows_test["label_index"], probabilities.argmax(axis=1), classes
@@ -410,7 +410,7 @@ def estimate_activity_transitions(
 def evaluate_smoothing(
     model: KerasModel,
     all_windows_test: dict[str, np.ndarray],
-    scaler: dict[str, Any],
+    model_scaler: dict[str, Any],
     activity_transitions: dict[str, Any],
     labels: Labels,
     windowing: Windowing,
@@ -426,7 +426,7 @@ def evaluate_smoothing(
     classes = class_names(labels)
     windows = _in_time_order(all_windows_test)
     probabilities = predict_probabilities(
-        model, windows["signals"], scaler, prediction["batch_size"], prediction["jit_compile"]
+        model, windows["signals"], model_scaler, prediction["batch_size"], prediction["jit_compile"]
     )
     smoothed, runs = smooth_predictions(
         probabilities,
@@ -563,14 +563,14 @@ def plot_confusion_matrix(network_report: dict[str, Any]) -> go.Figure:
 
 
 def build_contract(
-    scaler: dict[str, Any],
+    model_scaler: dict[str, Any],
     windowing: Windowing,
     resampling: Resampling,
     labels: Labels,
 ) -> dict[str, Any]:
     """The preprocessing contract a model needs its input to honour."""
     return model_contract_lib.build_contract(
-        scaler,
+        model_scaler,
         windowing["window_size"],
         windowing["overlap"],
         resampling["target_rate_hz"],
