@@ -65,6 +65,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--windows-dir", type=Path, default=PROJECT / "data/05_model_input")
     parser.add_argument("--out", type=Path, default=None, help="append JSON rows here")
+    parser.add_argument(
+        "--save-probabilities",
+        type=Path,
+        default=None,
+        help="folder for each recipe and fold's held-out probabilities (NAME_foldK.npz)",
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -122,6 +128,13 @@ def main() -> None:
                 "overrides": overrides,
             }
             rows.append(row)
+            if args.save_probabilities:
+                args.save_probabilities.mkdir(parents=True, exist_ok=True)
+                np.savez(
+                    args.save_probabilities / f"{name}_fold{index}.npz",
+                    probabilities=probabilities,
+                    label_index=fold_valid["label_index"],
+                )
             scores.append(macro_f1)
             print(json.dumps(row), flush=True)
             if args.out:

@@ -9,7 +9,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from har_mlops.layers import CentreWindow, WindowSpectrum, WindowStatistics
+from har_mlops.layers import (
+    CentreWindow,
+    RandomKernelFeatures,
+    WindowSpectrum,
+    WindowStatistics,
+)
 
 from .parameters import Architecture
 
@@ -64,12 +69,37 @@ def build_cnn_bilstm(
                 inputs
             )
             stats = keras.layers.Concatenate(name="wide_features")([stats, spectrum])
+        random_kernels = architecture.get("random_kernels")
+        if random_kernels:
+            kernel_features = RandomKernelFeatures(
+                random_kernels["dilations"],
+                random_kernels["biases"],
+                random_kernels["seed"],
+                name="random_kernel_features",
+            )(inputs)
+            stats = keras.layers.Concatenate(name="wide_and_kernel_features")(
+                [stats, kernel_features]
+            )
         stats = keras.layers.BatchNormalization(name="statistics_bn")(stats)
         logits = keras.layers.Add(name="logits")(
             [logits, keras.layers.Dense(n_classes, name="wide_logits")(stats)]
         )
     outputs = keras.layers.Activation("softmax", name="probabilities")(logits)
     return keras.Model(inputs, outputs, name=name)
+
+
+def fit_kernel_thresholds(
+    model: keras.Model, signals: np.ndarray, sample_windows: int, seed: int
+) -> None:
+    """Fits the thresholds of the model's :class:`RandomKernelFeatures` on a seeded sample of
+    ``sample_windows`` (scaled) training windows; nothing when it has none."""
+    layers = [layer for layer in model.layers if isinstance(layer, RandomKernelFeatures)]
+    if not layers:
+        return
+    rng = np.random.default_rng(seed)
+    sample = signals[rng.choice(len(signals), min(sample_windows, len(signals)), replace=False)]
+    for layer in layers:
+        layer.adapt(sample)
 
 
 def average_of(members: list[keras.Model]) -> keras.Model:

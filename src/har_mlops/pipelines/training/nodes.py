@@ -98,13 +98,20 @@ def _compiled_network(
     architecture: Architecture,
     training: Training,
     steps_per_epoch: int,
+    kernel_windows: np.ndarray,
     name: str = "cnn_bilstm",
 ) -> KerasModel:
-    """The network, seeded and compiled with AdamW (op determinism on if configured)."""
-    from .model import build_cnn_bilstm
+    """The network, seeded and compiled with AdamW (op determinism on if configured), its
+    random-kernel thresholds (if any) fitted on ``kernel_windows`` (scaled training windows)."""
+    from .model import build_cnn_bilstm, fit_kernel_thresholds
 
     _seeded(training)
     model = build_cnn_bilstm(window_size, n_channels, n_classes, architecture, name)
+    random_kernels = architecture.get("random_kernels")
+    if random_kernels:
+        fit_kernel_thresholds(
+            model, kernel_windows, random_kernels["sample_windows"], random_kernels["seed"]
+        )
     return _compile(model, training, training["learning_rate"], steps_per_epoch)
 
 
@@ -306,6 +313,10 @@ def train_model(
     else:
         n_members = training.get("ensemble_members", 1)
         members, histories = [], {}
+        random_kernels = architecture.get("random_kernels")
+        kernel_windows = (
+            scale_signals(windows_train["signals"], model_scaler) if random_kernels else None
+        )
         for index in range(n_members):
             # Member 0 keeps the run's seed; the others are far from any other run's seed.
             member_training = {**training, "seed": training["seed"] + 10007 * index}
@@ -317,6 +328,7 @@ def train_model(
                 architecture,
                 member_training,
                 steps_per_epoch,
+                kernel_windows,
                 name,
             )
             histories[f"{name}_" if n_members > 1 else ""] = _fit(

@@ -9,6 +9,15 @@ from pydantic import Field
 from har_mlops.parameters import Fraction, ParameterGroup, PositiveInt
 
 
+class RandomKernels(ParameterGroup):
+    """MiniRocket's fixed dilated kernels in the wide path (layers.RandomKernelFeatures)."""
+
+    dilations: PositiveInt
+    biases: PositiveInt  # thresholds (features) per kernel output
+    sample_windows: PositiveInt  # training windows the thresholds are quantiles of
+    seed: int
+
+
 class Architecture(ParameterGroup):
     """Sizes of the 1D-CNN-BiLSTM."""
 
@@ -25,6 +34,7 @@ class Architecture(ParameterGroup):
     spectral_bands: PositiveInt | None = None
     # raw: the deep path sees the standardised signals; centred: minus each window's mean.
     deep_path_input: Literal["raw", "centred"] = "raw"
+    random_kernels: RandomKernels | None = None
 
 
 class LrSchedule(ParameterGroup):
