@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +48,8 @@ def override(group: dict, dotted: str, value) -> None:
 
 
 def parse_recipe(text: str) -> tuple[str, dict[str, object]]:
+    import yaml
+
     name, _, body = text.partition(":")
     overrides = {}
     for item in filter(None, body.split(";")):
@@ -74,6 +75,7 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import yaml
     from sklearn.metrics import f1_score
 
     from har_mlops.forward import predict_probabilities
