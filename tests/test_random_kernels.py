@@ -9,18 +9,11 @@ import numpy as np
 
 from har_mlops.layers import RandomKernelFeatures
 from har_mlops.pipelines.training.model import build_cnn_bilstm, fit_kernel_thresholds
+from tests.pipelines.training import tiny
 
-ARCHITECTURE = {
-    "conv_filters": [8],
-    "conv_kernel_sizes": [3],
-    "pool_after": [],
-    "pool_size": 2,
-    "lstm_units": 4,
-    "dense_units": 8,
-    "dropout": 0.1,
-    "window_statistics": True,
-    "random_kernels": {"dilations": 3, "biases": 2, "sample_windows": 50, "seed": 1},
-}
+ARCHITECTURE = tiny.architecture(
+    random_kernels={"dilations": 3, "biases": 2, "sample_windows": 50, "seed": 1}
+)
 
 
 def _signals(n: int = 80, window: int = 64) -> np.ndarray:

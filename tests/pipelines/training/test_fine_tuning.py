@@ -10,26 +10,17 @@ from har_mlops.contract import ContractMismatchError, contract_scaler
 from har_mlops.datasets import StartingModelDataset
 from har_mlops.pipelines.training.nodes import choose_model_scaler, train_model
 from tests.conftest import PROJECT_ROOT
+from tests.pipelines.training import tiny
 
 PRETRAINED = PROJECT_ROOT / "data/06_models/pretrained"
 USER_CLASSES = ["NAIL_BITING", "HAIR_PULLING", "SITTING"]
-TRAINING = {
-    "seed": 3,
-    "deterministic_ops": False,
-    "epochs": 2,
-    "batch_size": 32,
-    "learning_rate": 0.002,
-    "weight_decay": 0.0001,
-    "lr_schedule": {"factor": 0.5, "patience": 3, "min_lr": 0.00001},
-    "early_stopping": {
-        "monitor": "val_loss",
-        "patience": 5,
-        "start_from_epoch": 0,
-        "restore_best_weights": False,
-    },
-    "class_weighting": "balanced",
-    "augmentation": {"rotation": {"enabled": True, "max_degrees": 20}},
-}
+TRAINING = tiny.training(
+    seed=3,
+    batch_size=32,
+    learning_rate=0.002,
+    lr_schedule={"kind": "plateau", "factor": 0.5, "patience": 3, "min_lr": 0.00001},
+    augmentation={"rotation": {"enabled": True, "max_degrees": 20}},
+)
 
 
 def _starting_model() -> dict:

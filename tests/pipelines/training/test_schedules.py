@@ -7,58 +7,36 @@ import keras
 import numpy as np
 import pytest
 
-from har_mlops.contract import CHANNELS
 from har_mlops.pipelines.training import nodes
 from har_mlops.pipelines.training.model import build_cnn_bilstm
 from har_mlops.pipelines.training.nodes import train_model
+from tests.pipelines.training import tiny
 
-CLASSES = ["A", "B", "C"]
-LABELS = {"class_set": "x", "class_sets": {"x": CLASSES}}
-SCALER = {"channels": CHANNELS, "mean": [0.0] * 6, "std": [1.0] * 6}
-ARCHITECTURE = {
-    "conv_filters": [8],
-    "conv_kernel_sizes": [3],
-    "pool_after": [],
-    "pool_size": 2,
-    "lstm_units": 4,
-    "dense_units": 8,
-    "dropout": 0.1,
-    "window_statistics": True,
-}
-TRAINING = {
-    "seed": 3,
-    "deterministic_ops": False,
-    "epochs": 4,
-    "batch_size": 16,
-    "learning_rate": 0.01,
-    "weight_decay": 0.0001,
-    "lr_schedule": {"kind": "plateau", "factor": 0.5, "patience": 1, "min_lr": 0.0001},
-    "early_stopping": {
-        "enabled": True,
-        "monitor": "val_loss",
-        "patience": 0,
-        "start_from_epoch": 0,
-        "restore_best_weights": False,
-    },
-    "class_weighting": "balanced",
-    "augmentation": {},
-}
-FINE_TUNING = {"new_head": "auto", "frozen_blocks": 1, "learning_rate": 0.001}
+ARCHITECTURE = tiny.architecture()
+# Four epochs; early stopping as eager as it gets, so that turning it off shows.
+TRAINING = tiny.training(seed=3, epochs=4)
+TRAINING["early_stopping"]["patience"] = 0
 
 
 def _windows() -> tuple[dict, dict]:
-    rng = np.random.default_rng(0)
-    labels = np.arange(48) % 3
-    signals = rng.normal(size=(48, 32, 6)).astype(np.float32)
-    signals[:, :, 0] += labels[:, None]
-    train = {"signals": signals, "label_index": labels}
-    return train, {"signals": signals[::3] + 0.5, "label_index": labels[::3]}
+    train, validation = tiny.separable_windows()
+    # Validation windows unlike the training ones: the validation loss has something to say.
+    return train, {**validation, "signals": validation["signals"] + 0.5}
 
 
 def _train(**changes):
     train, validation = _windows()
     training = {**TRAINING, **changes}
-    return train_model(train, validation, SCALER, {}, ARCHITECTURE, training, FINE_TUNING, LABELS)
+    return train_model(
+        train,
+        validation,
+        tiny.IDENTITY_SCALER,
+        {},
+        ARCHITECTURE,
+        training,
+        tiny.FINE_TUNING,
+        tiny.LABELS,
+    )
 
 
 def test_cosine_decay_anneals_to_min_lr_over_all_epochs_without_early_stopping():
