@@ -125,7 +125,8 @@ def main() -> None:
                 "fold": index,
                 "held_out": held_out,
                 "macro_f1": round(macro_f1, 4),
-                "epochs": len(history["loss"]),
+                # An ensemble's history has one loss per member (member0_loss, ...).
+                "epochs": max(len(v) for k, v in history.items() if k.endswith("loss")),
                 "seconds": round(seconds),
                 "overrides": overrides,
             }
