@@ -95,3 +95,28 @@ def test_model_with_random_kernels_fits_thresholds_saves_and_loads(tmp_path):
     np.testing.assert_allclose(
         loaded.predict(signals, verbose=0), model.predict(signals, verbose=0), atol=1e-6
     )
+
+
+def test_training_fits_the_thresholds_on_the_training_windows():
+    from har_mlops.pipelines.training.nodes import train_model
+
+    train, validation = tiny.separable_windows(window=64)
+    model, _ = train_model(
+        train,
+        validation,
+        tiny.IDENTITY_SCALER,
+        {},
+        ARCHITECTURE,
+        tiny.training(epochs=1),
+        tiny.FINE_TUNING,
+        tiny.LABELS,
+    )
+    fitted = keras.ops.convert_to_numpy(model.get_layer("random_kernel_features").thresholds)
+    expected = RandomKernelFeatures(3, 2, seed=1)
+    sample = train["signals"][
+        np.random.default_rng(1).choice(len(train["signals"]), 48, replace=False)
+    ]
+    expected.adapt(sample)
+    np.testing.assert_allclose(
+        fitted, keras.ops.convert_to_numpy(expected.thresholds), rtol=1e-5, atol=1e-5
+    )

@@ -98,17 +98,18 @@ def _compiled_network(
     architecture: Architecture,
     training: Training,
     steps_per_epoch: int,
-    kernel_windows: np.ndarray,
+    kernel_windows: np.ndarray | None,
     name: str = "cnn_bilstm",
 ) -> KerasModel:
     """The network, seeded and compiled with AdamW (op determinism on if configured), its
-    random-kernel thresholds (if any) fitted on ``kernel_windows`` (scaled training windows)."""
+    random-kernel thresholds fitted on ``kernel_windows`` (scaled training windows) when the
+    architecture has them."""
     from .model import build_cnn_bilstm, fit_kernel_thresholds
 
     _seeded(training)
     model = build_cnn_bilstm(window_size, n_channels, n_classes, architecture, name)
-    random_kernels = architecture.get("random_kernels")
-    if random_kernels:
+    if kernel_windows is not None:
+        random_kernels = architecture["random_kernels"]
         fit_kernel_thresholds(
             model, kernel_windows, random_kernels["sample_windows"], random_kernels["seed"]
         )
@@ -313,9 +314,10 @@ def train_model(
     else:
         n_members = training.get("ensemble_members", 1)
         members, histories = [], {}
-        random_kernels = architecture.get("random_kernels")
         kernel_windows = (
-            scale_signals(windows_train["signals"], model_scaler) if random_kernels else None
+            scale_signals(windows_train["signals"], model_scaler)
+            if architecture.get("random_kernels")
+            else None
         )
         for index in range(n_members):
             # Member 0 keeps the run's seed; the others are far from any other run's seed.
