@@ -102,6 +102,46 @@ def fit_kernel_thresholds(
         layer.adapt(sample)
 
 
+def fit_wide_path_logistic(
+    model: keras.Model,
+    signals: np.ndarray,
+    labels: np.ndarray,
+    sample_weight: np.ndarray,
+    inverse_regularisation: float,
+) -> None:
+    """Fits the wide path (``statistics_bn`` and ``wide_logits``) as a multinomial logistic
+    regression on (scaled) training windows and freezes it, so that the deep path trains on
+    top of a wide rule that no seed changes."""
+    from sklearn.linear_model import LogisticRegression
+
+    normalise = model.get_layer("statistics_bn")
+    wide_logits = model.get_layer("wide_logits")
+    features = keras.Model(model.inputs, normalise.input).predict(signals, verbose=0)
+    features = np.asarray(features, dtype=np.float64)
+    mean, variance = features.mean(axis=0), features.var(axis=0)
+    standardised = (features - mean) / np.sqrt(variance + normalise.epsilon)
+    regression = LogisticRegression(C=inverse_regularisation, max_iter=1000)
+    regression.fit(standardised, labels, sample_weight=sample_weight)
+    n_classes = wide_logits.units
+    kernel = np.zeros((features.shape[1], n_classes))
+    # A class absent from the training windows gets no wide evidence: the lowest intercept.
+    bias = np.full(n_classes, regression.intercept_.min())
+    coefficients = regression.coef_
+    if len(regression.classes_) == 2:
+        # scikit-learn keeps one row for two classes: the logit of the second against the first.
+        coefficients = np.vstack([-coefficients / 2, coefficients / 2])
+        intercepts = np.array([-regression.intercept_[0] / 2, regression.intercept_[0] / 2])
+    else:
+        intercepts = regression.intercept_
+    kernel[:, regression.classes_] = coefficients.T
+    bias[regression.classes_] = intercepts
+    normalise.set_weights([np.ones_like(mean), np.zeros_like(mean), mean, variance])
+    wide_logits.set_weights([kernel, bias])
+    # A frozen BatchNormalization also runs in inference mode: its moving statistics are used.
+    normalise.trainable = False
+    wide_logits.trainable = False
+
+
 def average_of(members: list[keras.Model]) -> keras.Model:
     """One model whose output is the mean of its members' class probabilities: an ensemble
     served, saved and loaded as a single Keras model with a single forward pass."""

@@ -98,20 +98,36 @@ def _compiled_network(
     architecture: Architecture,
     training: Training,
     steps_per_epoch: int,
-    kernel_windows: np.ndarray | None,
+    scaled_train: dict[str, np.ndarray] | None,
     name: str = "cnn_bilstm",
 ) -> KerasModel:
-    """The network, seeded and compiled with AdamW (op determinism on if configured), its
-    random-kernel thresholds fitted on ``kernel_windows`` (scaled training windows) when the
-    architecture has them."""
-    from .model import build_cnn_bilstm, fit_kernel_thresholds
+    """The network, seeded and compiled with AdamW (op determinism on if configured); what is
+    fitted before gradient descent (random-kernel thresholds, a logistic wide path) is fitted
+    on ``scaled_train`` (scaled training signals, labels and class weights)."""
+    from .model import build_cnn_bilstm, fit_kernel_thresholds, fit_wide_path_logistic
 
     _seeded(training)
     model = build_cnn_bilstm(window_size, n_channels, n_classes, architecture, name)
-    if kernel_windows is not None:
-        random_kernels = architecture["random_kernels"]
+    random_kernels = architecture.get("random_kernels")
+    if random_kernels:
         fit_kernel_thresholds(
-            model, kernel_windows, random_kernels["sample_windows"], random_kernels["seed"]
+            model,
+            scaled_train["signals"],
+            random_kernels["sample_windows"],
+            random_kernels["seed"],
+        )
+    wide_path = training.get("wide_path") or {}
+    if wide_path.get("fit", "joint") == "logistic":
+        if not architecture.get("window_statistics", False):
+            raise ValueError(
+                "training.wide_path.fit logistic needs architecture.window_statistics true"
+            )
+        fit_wide_path_logistic(
+            model,
+            scaled_train["signals"],
+            scaled_train["label_index"],
+            scaled_train["weights"],
+            wide_path.get("inverse_regularisation", 1.0),
         )
     return _compile(model, training, training["learning_rate"], steps_per_epoch)
 
@@ -314,11 +330,17 @@ def train_model(
     else:
         n_members = training.get("ensemble_members", 1)
         members, histories = [], {}
-        kernel_windows = (
-            scale_signals(windows_train["signals"], model_scaler)
-            if architecture.get("random_kernels")
-            else None
+        fitted_before = architecture.get("random_kernels") or (
+            (training.get("wide_path") or {}).get("fit", "joint") == "logistic"
         )
+        scaled_train = None
+        if fitted_before:
+            labels_train = windows_train["label_index"]
+            scaled_train = {
+                "signals": scale_signals(windows_train["signals"], model_scaler),
+                "label_index": labels_train,
+                "weights": _class_weights(labels_train, len(classes), training["class_weighting"]),
+            }
         for index in range(n_members):
             # Member 0 keeps the run's seed; the others are far from any other run's seed.
             member_training = {**training, "seed": training["seed"] + 10007 * index}
@@ -330,7 +352,7 @@ def train_model(
                 architecture,
                 member_training,
                 steps_per_epoch,
-                kernel_windows,
+                scaled_train,
                 name,
             )
             histories[f"{name}_" if n_members > 1 else ""] = _fit(

@@ -85,6 +85,15 @@ class Augmentation(ParameterGroup):
     jitter: Jitter
 
 
+class WidePath(ParameterGroup):
+    """How the wide path (a linear rule on window statistics) is fitted."""
+
+    # joint: with the deep path by gradient descent; logistic: first, as a logistic regression
+    # on the training windows, then frozen (the same rule whatever the seed).
+    fit: Literal["joint", "logistic"] = "joint"
+    inverse_regularisation: Annotated[float, Field(gt=0.0)] = 1.0
+
+
 class Training(ParameterGroup):
     """Optimiser, schedule, stopping, weighting and augmentation of the network."""
 
@@ -100,6 +109,7 @@ class Training(ParameterGroup):
     augmentation: Augmentation
     ema_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
     ensemble_members: PositiveInt = 1
+    wide_path: WidePath = WidePath()
     # Fit on the training and validation subjects together: only when nothing is decided on
     # the validation subjects during the fit (cosine schedule, no early stopping).
     fit_on_validation: bool = False
