@@ -77,3 +77,25 @@ def test_logistic_wide_path_needs_the_window_statistics():
             tiny.FINE_TUNING,
             tiny.LABELS,
         )
+
+
+def test_two_classes_give_the_logistic_regressions_probabilities():
+    from har_mlops.pipelines.training.model import build_cnn_bilstm, fit_wide_path_logistic
+
+    train, _ = tiny.separable_windows()
+    keep = train["label_index"] < 2
+    signals, labels = train["signals"][keep], train["label_index"][keep]
+    model = build_cnn_bilstm(32, 6, 2, tiny.architecture())
+    fit_wide_path_logistic(model, signals, labels, np.ones(len(labels)), 0.5)
+    statistics = keras.Model(model.inputs, model.get_layer("statistics_bn").input)
+    features = statistics.predict(signals, verbose=0).astype(np.float64)
+    epsilon = model.get_layer("statistics_bn").epsilon
+    standardised = (features - features.mean(0)) / np.sqrt(features.var(0) + epsilon)
+    expected = LogisticRegression(C=0.5, max_iter=1000).fit(standardised, labels)
+    wide = keras.Model(model.inputs, model.get_layer("wide_logits").output)
+    logits = wide.predict(signals, verbose=0)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.softmax(logits)),
+        expected.predict_proba(standardised),
+        atol=1e-3,
+    )
