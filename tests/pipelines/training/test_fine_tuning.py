@@ -149,3 +149,68 @@ def test_input_adapter_starts_as_the_identity_and_trains_alone_with_the_head():
     assert not find_layer(adapted, "bilstm").trainable
     assert not find_layer(adapted, "conv2").trainable
     assert find_layer(adapted, "deep_logits").trainable
+
+
+def test_warm_up_trains_only_the_new_layers_then_releases_the_reused_ones():
+    from har_mlops.pipelines.training.model import find_layer
+    from har_mlops.pipelines.training.nodes import _fine_tunable, _warm_up_new_layers
+
+    train, validation = _two_subjects()
+    starting = _starting_model()
+    shipped = {name: _layer_weights(starting["model"], name) for name in ("conv0", "conv1")}
+    fine_tuning = {
+        "new_head": "auto",
+        "frozen_blocks": 1,
+        "input_adapter": True,
+        "learning_rate": 0.0005,
+        "warm_up_epochs": 2,
+        "warm_up_learning_rate": 0.01,
+    }
+    model = _fine_tunable(starting, USER_CLASSES, TRAINING, fine_tuning, 3)
+    head = [np.array(w) for w in find_layer(model, "deep_logits").get_weights()]
+    fit = {
+        "windows_train": train,
+        "windows_validation": validation,
+        "scaler": contract_scaler(starting["contract"]),
+        "n_classes": len(USER_CLASSES),
+    }
+    history = _warm_up_new_layers(model, starting["model"], TRAINING, fine_tuning, 3, fit)
+
+    assert len(history["loss"]) == 2
+    # During the warm-up every reused layer stayed as loaded, even one that fine-tuning trains.
+    for name, loaded in shipped.items():
+        for kept, before in zip(find_layer(model, name).get_weights(), loaded, strict=True):
+            np.testing.assert_array_equal(kept, before)
+    adapter = find_layer(model, "input_adapter").get_weights()[0]
+    assert not np.allclose(adapter, np.eye(6))
+    assert not np.allclose(find_layer(model, "deep_logits").get_weights()[0], head[0])
+    # Afterwards the layers fine-tuning trains learn again, the frozen block stays frozen.
+    trainable = {id(w) for w in model.trainable_weights}
+    for name in ("conv1", "bilstm", "input_adapter", "deep_logits"):
+        assert {id(w) for w in find_layer(model, name).weights} <= trainable
+    assert not {id(w) for w in find_layer(model, "conv0").weights} & trainable
+
+
+def test_train_model_logs_the_warm_up_before_the_fine_tuning():
+    train, validation = _two_subjects()
+    starting = _starting_model()
+    fine_tuning = {
+        "new_head": "auto",
+        "frozen_blocks": 1,
+        "input_adapter": True,
+        "learning_rate": 0.0005,
+        "warm_up_epochs": 1,
+        "warm_up_learning_rate": 0.01,
+    }
+    _, history = train_model(
+        train,
+        validation,
+        contract_scaler(starting["contract"]),
+        starting,
+        {},
+        TRAINING,
+        fine_tuning,
+        _labels(USER_CLASSES),
+    )
+    assert len(history["warm_up_loss"]) == 1
+    assert len(history["loss"]) == 2

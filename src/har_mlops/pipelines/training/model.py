@@ -161,6 +161,15 @@ def ensemble_members(model: keras.Model) -> list[keras.Model]:
     return nested or [model]
 
 
+def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers of ``model`` and of the networks nested in it, the networks themselves left
+    out."""
+    leaves = []
+    for layer in model.layers:
+        leaves += leaf_layers(layer) if isinstance(layer, keras.Model) else [layer]
+    return leaves
+
+
 def find_layer(model: keras.Model, name: str) -> keras.layers.Layer:
     """The layer called ``name`` in ``model`` or the first network nested in it."""
     for layer in model.layers:

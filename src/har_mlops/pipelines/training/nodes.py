@@ -167,6 +167,46 @@ def _fine_tunable(
     return _compile(model, training, fine_tuning["learning_rate"], steps_per_epoch)
 
 
+def _warm_up_new_layers(
+    model: KerasModel,
+    starting_network: KerasModel,
+    training: Training,
+    fine_tuning: FineTuning,
+    steps_per_epoch: int,
+    fit: dict[str, Any],
+) -> dict[str, list[float]]:
+    """Fits only the layers of ``model`` that ``starting_network`` lacks (input adapter, new
+    head) for ``fine_tuning.warm_up_epochs``, then recompiles ``model`` with its own trainable
+    layers for the fine-tuning proper; the warm-up's history.
+
+    With every reused layer still as loaded, the adapter can only learn to map the user's
+    device back onto the bundle's, and a new head only to read the bundle's features: the
+    reused layers are not pulled towards a few subjects by a random head or an unaligned input.
+    """
+    from .model import leaf_layers
+
+    learning = [layer for layer in leaf_layers(starting_network) if layer.trainable]
+    for layer in learning:
+        layer.trainable = False
+    _compile(model, training, fine_tuning["warm_up_learning_rate"], steps_per_epoch)
+    warm_up = {
+        **training,
+        "epochs": fine_tuning["warm_up_epochs"],
+        "early_stopping": {**training["early_stopping"], "enabled": False},
+    }
+    logger.info(
+        "Warm-up: %d epochs, %d weights learning at %g",
+        warm_up["epochs"],
+        sum(int(np.prod(w.shape)) for w in model.trainable_weights),
+        fine_tuning["warm_up_learning_rate"],
+    )
+    history = _fit(model, training=warm_up, **fit)
+    for layer in learning:
+        layer.trainable = True
+    _compile(model, training, fine_tuning["learning_rate"], steps_per_epoch)
+    return history
+
+
 def choose_model_scaler(
     scaler: dict[str, Any],
     starting_model: dict[str, Any],
@@ -326,7 +366,12 @@ def train_model(
     steps_per_epoch = -(-len(windows_train["label_index"]) // training["batch_size"])
     if starting_model:
         model = _fine_tunable(starting_model, classes, training, fine_tuning, steps_per_epoch)
-        histories = {"": _fit(model, training=training, **fit)}
+        histories = {}
+        if fine_tuning.get("warm_up_epochs", 0):
+            histories["warm_up_"] = _warm_up_new_layers(
+                model, starting_model["model"], training, fine_tuning, steps_per_epoch, fit
+            )
+        histories[""] = _fit(model, training=training, **fit)
     else:
         n_members = training.get("ensemble_members", 1)
         members, histories = [], {}

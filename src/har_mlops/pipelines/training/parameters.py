@@ -125,6 +125,10 @@ class FineTuning(ParameterGroup):
     # A trainable linear mix of the input channels in front (identity at the start).
     input_adapter: bool = False
     learning_rate: Annotated[float, Field(gt=0.0)]
+    # Epochs in which only the layers the bundle lacks (input adapter, new head) learn, at
+    # warm_up_learning_rate, before the reused layers chosen to learn are released.
+    warm_up_epochs: Annotated[int, Field(ge=0)] = 0
+    warm_up_learning_rate: Annotated[float, Field(gt=0.0)] = 0.01
 
 
 class Baseline(ParameterGroup):
