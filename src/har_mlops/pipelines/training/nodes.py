@@ -188,12 +188,13 @@ def _warm_up_new_layers(
     learning = [layer for layer in leaf_layers(starting_network) if layer.trainable]
     for layer in learning:
         layer.trainable = False
-    _compile(model, training, fine_tuning["warm_up_learning_rate"], steps_per_epoch)
     warm_up = {
         **training,
         "epochs": fine_tuning["warm_up_epochs"],
         "early_stopping": {**training["early_stopping"], "enabled": False},
     }
+    # A cosine schedule decays over the warm-up's own epochs, not the whole run's.
+    _compile(model, warm_up, fine_tuning["warm_up_learning_rate"], steps_per_epoch)
     logger.info(
         "Warm-up: %d epochs, %d weights learning at %g",
         warm_up["epochs"],
