@@ -99,6 +99,38 @@ def test_same_classes_keep_the_shipped_head():
         adapt_for_fine_tuning(_starting_model()["model"], len(classes), False, 5)
 
 
+@pytest.mark.parametrize("shared_class_rows", [True, False])
+def test_new_head_rows_of_shared_classes_start_as_the_bundles(shared_class_rows):
+    from har_mlops.pipelines.training.model import find_layer
+    from har_mlops.pipelines.training.nodes import _fine_tunable
+
+    starting = _starting_model()
+    bundle_classes = list(starting["contract"]["class_names"])
+    shipped = {name: _layer_weights(starting["model"], name) for name in ("deep_logits",)}
+    has_wide = any(layer.name == "wide_logits" for layer in starting["model"].layers)
+    if has_wide:
+        shipped["wide_logits"] = _layer_weights(starting["model"], "wide_logits")
+    fine_tuning = {
+        "new_head": "auto",
+        "frozen_blocks": 1,
+        "learning_rate": 0.0005,
+        "shared_class_rows": shared_class_rows,
+    }
+    model = _fine_tunable(starting, USER_CLASSES, TRAINING, fine_tuning, 3)
+    sitting, bundle_sitting = USER_CLASSES.index("SITTING"), bundle_classes.index("SITTING")
+    for name, (kernel, bias) in shipped.items():
+        new_kernel, new_bias = find_layer(model, name).get_weights()
+        assert new_kernel.shape == (kernel.shape[0], len(USER_CLASSES))
+        same = np.array_equal(new_kernel[:, sitting], kernel[:, bundle_sitting])
+        assert same == shared_class_rows
+        assert same == (new_bias[sitting] == bias[bundle_sitting])
+        # Classes the bundle does not know start fresh: a zero bias, no bundle row.
+        assert new_bias[0] == 0.0
+        assert not any(
+            np.array_equal(new_kernel[:, 0], kernel[:, row]) for row in range(kernel.shape[1])
+        )
+
+
 @pytest.mark.parametrize(
     ("windowing", "resampling", "field"),
     [

@@ -297,6 +297,19 @@ def with_input_adapter(model: keras.Model) -> keras.Model:
     return keras.Model(inputs, model(mixed), name=f"{model.name}_adapted")
 
 
+def _start_rows_from(
+    layer: keras.layers.Dense, base_layer: keras.layers.Dense, head_rows: list[int | None]
+) -> None:
+    """Sets ``layer``'s output units to ``base_layer``'s where ``head_rows`` names one."""
+    kernel, bias = (np.array(w) for w in layer.get_weights())
+    base_kernel, base_bias = base_layer.get_weights()
+    for row, base_row in enumerate(head_rows):
+        if base_row is not None:
+            kernel[:, row] = base_kernel[:, base_row]
+            bias[row] = base_bias[base_row]
+    layer.set_weights([kernel, bias])
+
+
 def adapt_for_fine_tuning(
     base: keras.Model,
     n_classes: int,
@@ -304,16 +317,21 @@ def adapt_for_fine_tuning(
     frozen_blocks: int,
     frozen_recurrent: bool = False,
     input_adapter: bool = False,
+    head_rows: list[int | None] | None = None,
 ) -> keras.Model:
     """The base network with its feature layers reused: a new softmax head for ``n_classes``
     when ``new_head``, the first ``frozen_blocks`` convolution blocks (and the recurrent and
     dense layers if ``frozen_recurrent``) frozen, and optionally an input adapter in front. An
-    ensemble is adapted member by member and fine-tuned as a whole."""
+    ensemble is adapted member by member and fine-tuned as a whole. ``head_rows`` gives, per
+    new class, the class of the base's head whose weights its row of the new head starts from
+    (None: a fresh row)."""
     members = ensemble_members(base)
     if len(members) > 1 or members[0] is not base:
         adapted = average_of(
             [
-                adapt_for_fine_tuning(m, n_classes, new_head, frozen_blocks, frozen_recurrent)
+                adapt_for_fine_tuning(
+                    m, n_classes, new_head, frozen_blocks, frozen_recurrent, False, head_rows
+                )
                 for m in members
             ]
         )
@@ -321,14 +339,20 @@ def adapt_for_fine_tuning(
     model = base
     if new_head:
         features = base.get_layer("dense").output
-        logits = keras.layers.Dense(n_classes, name="deep_logits")(features)
+        deep = keras.layers.Dense(n_classes, name="deep_logits")
+        logits = deep(features)
+        new_layers = [(deep, base.get_layer("deep_logits"))]
         if any(layer.name == "wide_logits" for layer in base.layers):
-            wide = keras.layers.Dense(n_classes, name="wide_logits")(
-                base.get_layer("statistics_bn").output
+            wide = keras.layers.Dense(n_classes, name="wide_logits")
+            logits = keras.layers.Add(name="logits")(
+                [logits, wide(base.get_layer("statistics_bn").output)]
             )
-            logits = keras.layers.Add(name="logits")([logits, wide])
+            new_layers.append((wide, base.get_layer("wide_logits")))
         outputs = keras.layers.Activation("softmax", name="probabilities")(logits)
         model = keras.Model(base.inputs, outputs, name=base.name)
+        if head_rows is not None:
+            for new_layer, base_layer in new_layers:
+                _start_rows_from(new_layer, base_layer, head_rows)
     frozen = conv_block_layers(model, frozen_blocks)
     if len(frozen) < 2 * frozen_blocks:
         raise ValueError(

@@ -145,6 +145,9 @@ def _fine_tunable(
     _seeded(training)
     previous = list(starting_model["contract"]["class_names"])
     new_head = fine_tuning["new_head"] == "always" or previous != classes
+    head_rows = None
+    if new_head and fine_tuning.get("shared_class_rows", False):
+        head_rows = [previous.index(name) if name in previous else None for name in classes]
     model = adapt_for_fine_tuning(
         starting_model["model"],
         len(classes),
@@ -152,13 +155,16 @@ def _fine_tunable(
         fine_tuning["frozen_blocks"],
         fine_tuning.get("frozen_recurrent", False),
         fine_tuning.get("input_adapter", False),
+        head_rows,
     )
+    shared = sum(row is not None for row in head_rows or [])
     logger.info(
-        "Fine-tuning %s: %s head for %d classes, %d convolution blocks%s frozen, %s, "
-        "learning rate %g",
+        "Fine-tuning %s: %s head for %d classes (%d starting from the bundle's), "
+        "%d convolution blocks%s frozen, %s, learning rate %g",
         starting_model["source"],
         "a new" if new_head else "its",
         len(classes),
+        shared if new_head else len(classes),
         fine_tuning["frozen_blocks"],
         " and the recurrent layers" if fine_tuning.get("frozen_recurrent", False) else "",
         "an input adapter" if fine_tuning.get("input_adapter", False) else "no input adapter",

@@ -129,6 +129,9 @@ class FineTuning(ParameterGroup):
     # warm_up_learning_rate, before the reused layers chosen to learn are released.
     warm_up_epochs: Annotated[int, Field(ge=0)] = 0
     warm_up_learning_rate: Annotated[float, Field(gt=0.0)] = 0.01
+    # A new head's rows for the classes the bundle also has (same name) start as the bundle's
+    # rows, so that those classes are recognised from the first step; the others start fresh.
+    shared_class_rows: bool = False
 
 
 class Baseline(ParameterGroup):
