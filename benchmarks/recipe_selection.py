@@ -11,6 +11,8 @@ validation subjects of `kedro run --pipelines data_processing` are pooled and sp
 drive early stopping and the learning-rate schedule, as the validation subjects do in the
 pipeline) and scored on them. The test subjects' windows are never read: they are kept for
 the one report of the chosen recipe. Prints one row per recipe and fold, then the mean.
+For all 12 classes: ``--windows-dir <copy>/data/05_model_input --class-set all`` after
+``kedro run --pipelines data_processing --params labels.class_set=all`` in a copy.
 """
 
 from __future__ import annotations
@@ -58,13 +60,16 @@ def parse_recipe(text: str) -> tuple[str, dict[str, object]]:
     return name, overrides
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", action="append", required=True)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--only-folds", type=int, nargs="+", default=None)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--windows-dir", type=Path, default=PROJECT / "data/05_model_input")
+    parser.add_argument(
+        "--class-set", default=None, help="labels.class_set of the windows (e.g. all: 12 classes)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="append JSON rows here")
     parser.add_argument(
         "--save-probabilities",
@@ -72,8 +77,11 @@ def main() -> None:
         default=None,
         help="folder for each recipe and fold's held-out probabilities (NAME_foldK.npz)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def main() -> None:
+    args = parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import yaml
     from sklearn.metrics import f1_score
@@ -85,6 +93,8 @@ def main() -> None:
     base = yaml.safe_load((PROJECT / "conf/base/parameters_training.yml").read_text())
     processing = PROJECT / "conf/base/parameters_data_processing.yml"
     labels = yaml.safe_load(processing.read_text())["labels"]
+    if args.class_set:
+        labels = {**labels, "class_set": args.class_set}
     windows = load_windows(args.windows_dir)
     folds = subject_folds(windows["subject_id"], args.folds)
     rows = []
