@@ -32,12 +32,29 @@ def load_keras(path: str | Path) -> Any:
     return keras.saving.load_model(path)
 
 
+def _carries_optimizer(model: Any) -> bool:
+    """Whether ``model`` or a network nested in it (an ensemble's members) has an optimizer."""
+    if getattr(model, "optimizer", None) is not None:
+        return True
+    return any(_carries_optimizer(layer) for layer in getattr(model, "layers", []))
+
+
+def _without_compile_configs(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the compile configuration of every nested network removed (rebuilt
+    from it, an ensemble's members would be compiled again, optimizer and all)."""
+    for layer in config.get("layers", []):
+        layer.pop("compile_config", None)
+        if isinstance(layer.get("config"), dict):
+            _without_compile_configs(layer["config"])
+    return config
+
+
 def save_keras(model: Any, path: str | Path) -> None:
     """Saves the model without its optimizer state (predicting needs the weights only)."""
-    if getattr(model, "optimizer", None) is not None:
+    if _carries_optimizer(model):
         # The optimizer's moment estimates would triple the file the project ships.
         weights = model.get_weights()
-        model = model.__class__.from_config(model.get_config())
+        model = model.__class__.from_config(_without_compile_configs(model.get_config()))
         model.set_weights(weights)
     model.save(path)
 

@@ -50,6 +50,8 @@ def test_ensemble_round_trips_and_equals_the_average_of_its_members(tmp_path):
     np.testing.assert_allclose(
         loaded.predict(signals, verbose=0), model.predict(signals, verbose=0), atol=1e-6
     )
+    # The members' optimizers (moment estimates: twice the weights) are not shipped.
+    assert all(getattr(m, "optimizer", None) is None for m in ensemble_members(loaded))
 
 
 def test_an_ensemble_is_fine_tuned_member_by_member():

@@ -52,7 +52,13 @@ def _two_subjects(n_per_subject: int = 48) -> tuple[dict, dict]:
 
 
 def _layer_weights(model, name: str) -> list[np.ndarray]:
-    return [np.array(w) for w in model.get_layer(name).get_weights()]
+    """The weights of layer ``name`` in every member network (the shipped model is an
+    ensemble; a single network is its own only member)."""
+    from har_mlops.pipelines.training.model import ensemble_members, find_layer
+
+    return [
+        np.array(w) for member in ensemble_members(model) for w in find_layer(member, name).weights
+    ]
 
 
 def test_fine_tuning_reuses_the_shipped_weights_and_keeps_frozen_layers():
@@ -93,7 +99,9 @@ def test_same_classes_keep_the_shipped_head():
     model = adapt_for_fine_tuning(starting["model"], len(classes), False, 2)
     for kept, shipped in zip(_layer_weights(model, "deep_logits"), shipped_head, strict=True):
         np.testing.assert_array_equal(kept, shipped)
-    frozen = {layer.name for layer in model.layers if not layer.trainable}
+    from har_mlops.pipelines.training.model import leaf_layers
+
+    frozen = {layer.name for layer in leaf_layers(model) if not layer.trainable}
     assert {"conv0", "bn0", "conv1", "bn1"} <= frozen
     with pytest.raises(ValueError, match="only 3 convolution blocks"):
         adapt_for_fine_tuning(_starting_model()["model"], len(classes), False, 5)
@@ -101,15 +109,15 @@ def test_same_classes_keep_the_shipped_head():
 
 @pytest.mark.parametrize("shared_class_rows", [True, False])
 def test_new_head_rows_of_shared_classes_start_as_the_bundles(shared_class_rows):
-    from har_mlops.pipelines.training.model import find_layer
+    from har_mlops.pipelines.training.model import find_layer, leaf_layers
     from har_mlops.pipelines.training.nodes import _fine_tunable
 
     starting = _starting_model()
     bundle_classes = list(starting["contract"]["class_names"])
-    shipped = {name: _layer_weights(starting["model"], name) for name in ("deep_logits",)}
-    has_wide = any(layer.name == "wide_logits" for layer in starting["model"].layers)
-    if has_wide:
-        shipped["wide_logits"] = _layer_weights(starting["model"], "wide_logits")
+    # The first member network's head (find_layer looks into the first nested network).
+    shipped = {"deep_logits": find_layer(starting["model"], "deep_logits").get_weights()}
+    if any(layer.name == "wide_logits" for layer in leaf_layers(starting["model"])):
+        shipped["wide_logits"] = find_layer(starting["model"], "wide_logits").get_weights()
     fine_tuning = {
         "new_head": "auto",
         "frozen_blocks": 1,
@@ -211,7 +219,7 @@ def test_warm_up_trains_only_the_new_layers_then_releases_the_reused_ones():
     assert len(history["loss"]) == 2
     # During the warm-up every reused layer stayed as loaded, even one that fine-tuning trains.
     for name, loaded in shipped.items():
-        for kept, before in zip(find_layer(model, name).get_weights(), loaded, strict=True):
+        for kept, before in zip(_layer_weights(model, name), loaded, strict=True):
             np.testing.assert_array_equal(kept, before)
     adapter = find_layer(model, "input_adapter").get_weights()[0]
     assert not np.allclose(adapter, np.eye(6))
