@@ -189,7 +189,12 @@ def main() -> None:
                     "seed": seed,
                     "model": name,
                     "macro_f1": round(float(macro_f1), 4),
-                    "epochs": len(history["loss"]),
+                    # Without the warm-up; an ensemble from scratch has one loss per member.
+                    "epochs": max(
+                        len(values)
+                        for key, values in history.items()
+                        if key.endswith("loss") and not key.startswith("warm_up_")
+                    ),
                     "seconds": round(seconds),
                 }
                 rows.append(row)
