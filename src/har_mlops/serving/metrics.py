@@ -243,16 +243,28 @@ class RequestMetricsMiddleware:
             return
         started = time.perf_counter()
         endpoint = scope["path"] if scope["path"] in self.endpoints else "other"
-        status = 500
+        status, counted = 500, False
+
+        def count() -> None:
+            nonlocal counted
+            if not counted:
+                counted = True
+                self.metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
+                self.metrics.latency.labels(endpoint=endpoint).observe(
+                    time.perf_counter() - started
+                )
 
         async def send_with_status(message: dict) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Counted before the last bytes leave: a client that has its answer and then
+                # scrapes /metrics must find its request counted.
+                count()
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            self.metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
-            self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+            count()
