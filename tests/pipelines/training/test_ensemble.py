@@ -64,3 +64,38 @@ def test_an_ensemble_is_fine_tuned_member_by_member():
     for member, before in zip(members, frozen_before, strict=True):
         assert not member.get_layer("conv0").trainable
         np.testing.assert_array_equal(member.get_layer("conv0").get_weights()[0], before)
+
+
+def test_separate_fine_tuning_trains_each_member_on_its_own_loss():
+    (model, _), train = _trained_ensemble()
+    train_windows, validation = tiny.separable_windows()
+    starting = {"model": model, "contract": {"class_names": tiny.CLASSES}, "source": "test"}
+    fine_tuning = {
+        **tiny.FINE_TUNING,
+        "input_adapter": True,
+        "warm_up_epochs": 1,
+        "warm_up_learning_rate": 0.01,
+        "members": "separate",
+    }
+    tuned, history = train_model(
+        train_windows,
+        validation,
+        tiny.IDENTITY_SCALER,
+        starting,
+        ARCHITECTURE,
+        TRAINING,
+        fine_tuning,
+        tiny.LABELS,
+    )
+    members = ensemble_members(tuned)
+    assert len(members) == 3
+    # One warm-up and one fine-tuning history per member, each member behind its own adapter.
+    assert {"warm_up_member0_loss", "member0_loss", "member2_val_loss"} <= set(history)
+    assert "loss" not in history
+    adapters = [m.get_layer("input_adapter").get_weights()[0] for m in members]
+    assert not np.array_equal(adapters[0], adapters[1])
+    signals = train["signals"][:10]
+    each = np.stack([m.predict(signals, verbose=0) for m in members])
+    np.testing.assert_allclose(
+        tuned.predict(signals, verbose=0), each.mean(axis=0), rtol=1e-5, atol=1e-6
+    )

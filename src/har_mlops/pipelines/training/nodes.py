@@ -214,6 +214,26 @@ def _warm_up_new_layers(
     return history
 
 
+def _fine_tuned(
+    starting_model: dict[str, Any],
+    classes: list[str],
+    training: Training,
+    fine_tuning: FineTuning,
+    steps_per_epoch: int,
+    fit: dict[str, Any],
+) -> tuple[KerasModel, dict[str, dict[str, list[float]]]]:
+    """``starting_model`` adapted, warmed up (when configured) and fine-tuned; its histories
+    by prefix (``warm_up_`` and the fine-tuning's ``""``)."""
+    model = _fine_tunable(starting_model, classes, training, fine_tuning, steps_per_epoch)
+    histories = {}
+    if fine_tuning.get("warm_up_epochs", 0):
+        histories["warm_up_"] = _warm_up_new_layers(
+            model, starting_model["model"], training, fine_tuning, steps_per_epoch, fit
+        )
+    histories[""] = _fit(model, training=training, **fit)
+    return model, histories
+
+
 def choose_model_scaler(
     scaler: dict[str, Any],
     starting_model: dict[str, Any],
@@ -372,13 +392,29 @@ def train_model(
     }
     steps_per_epoch = -(-len(windows_train["label_index"]) // training["batch_size"])
     if starting_model:
-        model = _fine_tunable(starting_model, classes, training, fine_tuning, steps_per_epoch)
-        histories = {}
-        if fine_tuning.get("warm_up_epochs", 0):
-            histories["warm_up_"] = _warm_up_new_layers(
-                model, starting_model["model"], training, fine_tuning, steps_per_epoch, fit
+        from .model import ensemble_members
+
+        members = ensemble_members(starting_model["model"])
+        if fine_tuning.get("members", "joint") == "separate" and len(members) > 1:
+            # Each member fine-tuned on its own loss with its own seed, as from scratch.
+            tuned, histories = [], {}
+            for index, member in enumerate(members):
+                member_training = {**training, "seed": training["seed"] + 10007 * index}
+                model, member_histories = _fine_tuned(
+                    {**starting_model, "model": member},
+                    classes,
+                    member_training,
+                    fine_tuning,
+                    steps_per_epoch,
+                    fit,
+                )
+                tuned.append(model)
+                histories |= {f"{k}member{index}_": v for k, v in member_histories.items()}
+            model = average_of(tuned)
+        else:
+            model, histories = _fine_tuned(
+                starting_model, classes, training, fine_tuning, steps_per_epoch, fit
             )
-        histories[""] = _fit(model, training=training, **fit)
     else:
         n_members = training.get("ensemble_members", 1)
         members, histories = [], {}

@@ -132,6 +132,9 @@ class FineTuning(ParameterGroup):
     # A new head's rows for the classes the bundle also has (same name) start as the bundle's
     # rows, so that those classes are recognised from the first step; the others start fresh.
     shared_class_rows: bool = False
+    # An ensemble bundle's members fine-tuned together through their average (joint) or each
+    # on its own loss and seed, then averaged (separate, as from scratch).
+    members: Literal["joint", "separate"] = "joint"
 
 
 class Baseline(ParameterGroup):
