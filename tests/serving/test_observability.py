@@ -230,3 +230,33 @@ def test_exited_workers_values_are_forgotten(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"counter_{dead_pid}.db", f"counter_{live_pid}.db", f"gauge_livemin_{live_pid}.db"]
     )
+
+
+def test_a_request_is_counted_before_its_last_bytes_are_sent(monkeypatch):
+    import asyncio
+
+    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    registry = metrics.Metrics()
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+        await send({"type": "http.response.body", "body": b"}"})
+
+    def counted() -> float:
+        return registry.requests.labels(endpoint="/predict", status="200")._value.get()
+
+    seen = []
+
+    async def send(message):
+        # What a client scraping /metrics would find when this message reaches it.
+        seen.append((message["type"], message.get("more_body", False), counted()))
+
+    middleware = metrics.RequestMetricsMiddleware(app, registry, {"/predict"})
+    asyncio.run(middleware({"type": "http", "path": "/predict"}, None, send))
+    assert seen == [
+        ("http.response.start", False, 0.0),
+        ("http.response.body", True, 0.0),
+        ("http.response.body", False, 1.0),
+    ]
+    assert counted() == 1.0  # once, not again when the app returns

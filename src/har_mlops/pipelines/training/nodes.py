@@ -214,6 +214,12 @@ def _warm_up_new_layers(
     return history
 
 
+def _member_training(training: Training, index: int) -> Training:
+    """The training parameters of ensemble member ``index``: member 0 keeps the run's seed,
+    the others get seeds far from any other run's."""
+    return {**training, "seed": training["seed"] + 10007 * index}
+
+
 def _fine_tuned(
     starting_model: dict[str, Any],
     classes: list[str],
@@ -399,7 +405,7 @@ def train_model(
             # Each member fine-tuned on its own loss with its own seed, as from scratch.
             tuned, histories = [], {}
             for index, member in enumerate(members):
-                member_training = {**training, "seed": training["seed"] + 10007 * index}
+                member_training = _member_training(training, index)
                 model, member_histories = _fine_tuned(
                     {**starting_model, "model": member},
                     classes,
@@ -430,8 +436,7 @@ def train_model(
                 "weights": _class_weights(labels_train, len(classes), training["class_weighting"]),
             }
         for index in range(n_members):
-            # Member 0 keeps the run's seed; the others are far from any other run's seed.
-            member_training = {**training, "seed": training["seed"] + 10007 * index}
+            member_training = _member_training(training, index)
             name = "cnn_bilstm" if n_members == 1 else f"member{index}"
             member = _compiled_network(
                 window_size,
