@@ -59,9 +59,12 @@ def build_contract(
     overlap: float,
     target_rate_hz: float,
     classes: list[str],
+    class_gravity: dict[str, list[float]] | None = None,
 ) -> dict[str, Any]:
-    """The preprocessing contract a model needs its input to honour."""
-    return {
+    """The preprocessing contract a model needs its input to honour; with ``class_gravity``
+    (each class's mean acceleration in its training windows), the device orientation it was
+    trained on, which fine-tuning aligns another device's recordings to."""
+    contract = {
         "class_names": list(classes),
         "channels": list(CHANNELS),
         "units": dict(CONTRACT_UNITS),
@@ -70,6 +73,9 @@ def build_contract(
         "overlap": float(overlap),
         "scaler": {"mean": list(scaler["mean"]), "std": list(scaler["std"])},
     }
+    if class_gravity is not None:
+        contract["class_gravity"] = {name: list(v) for name, v in class_gravity.items()}
+    return contract
 
 
 def contract_mismatches(

@@ -124,7 +124,7 @@ def test_new_head_rows_of_shared_classes_start_as_the_bundles(shared_class_rows)
         "learning_rate": 0.0005,
         "shared_class_rows": shared_class_rows,
     }
-    model = _fine_tunable(starting, USER_CLASSES, TRAINING, fine_tuning, 3)
+    model = _fine_tunable(starting, USER_CLASSES, TRAINING, fine_tuning, 3, _two_subjects()[0])
     sitting, bundle_sitting = USER_CLASSES.index("SITTING"), bundle_classes.index("SITTING")
     for name, (kernel, bias) in shipped.items():
         new_kernel, new_bias = find_layer(model, name).get_weights()
@@ -206,7 +206,7 @@ def test_warm_up_trains_only_the_new_layers_then_releases_the_reused_ones():
         "warm_up_epochs": 2,
         "warm_up_learning_rate": 0.01,
     }
-    model = _fine_tunable(starting, USER_CLASSES, TRAINING, fine_tuning, 3)
+    model = _fine_tunable(starting, USER_CLASSES, TRAINING, fine_tuning, 3, _two_subjects()[0])
     head = [np.array(w) for w in find_layer(model, "deep_logits").get_weights()]
     fit = {
         "windows_train": train,
@@ -254,3 +254,76 @@ def test_train_model_logs_the_warm_up_before_the_fine_tuning():
     )
     assert len(history["warm_up_loss"]) == 1
     assert len(history["loss"]) == 2
+
+
+def _turned_bundle_windows(contract: dict, turn: np.ndarray, classes: list[str]) -> tuple:
+    """Windows whose classes have exactly the bundle's class gravity (zero-mean noise on top),
+    and the same windows as a device turned by ``turn`` records them."""
+    rng = np.random.default_rng(4)
+    noise = rng.normal(scale=0.5, size=(len(classes) * 4, 128, 6))
+    noise -= noise.mean(axis=1, keepdims=True)
+    names = np.repeat(classes, 4)
+    signals = noise.copy()
+    signals[:, :, :3] += np.array([contract["class_gravity"][name] for name in names])[:, None]
+    turned = signals.copy()
+    turned[:, :, :3] = signals[:, :, :3] @ turn.T
+    turned[:, :, 3:] = signals[:, :, 3:] @ turn.T
+    windows = {"signals": turned.astype(np.float32), "label": names}
+    return signals.astype(np.float32), windows
+
+
+def test_gravity_start_turns_another_devices_windows_back_onto_the_bundles():
+    from scipy.spatial.transform import Rotation
+
+    from har_mlops.contract import scale_signals
+    from har_mlops.pipelines.training.nodes import _fine_tunable
+
+    starting = _starting_model()
+    contract = starting["contract"]
+    classes = list(contract["class_names"])
+    turn = Rotation.from_euler("xyz", [90, 0, 45], degrees=True).as_matrix()
+    signals, turned = _turned_bundle_windows(contract, turn, ["SITTING", "LAYING", "WALKING"])
+    fine_tuning = {**tiny.FINE_TUNING, "input_adapter": True}
+    labels = _labels(classes)
+    scaler = contract_scaler(contract)
+    expected = starting["model"].predict(scale_signals(signals, scaler), verbose=0)
+    started = {}
+    for start in ("identity", "gravity"):
+        model = _fine_tunable(
+            starting, classes, TRAINING, {**fine_tuning, "adapter_start": start}, 3, turned
+        )
+        started[start] = model.predict(scale_signals(turned["signals"], scaler), verbose=0)
+    assert labels["class_sets"]["user"] == classes
+    # The identity sees a device on its side; the gravity start sees the bundle's own windows.
+    assert np.abs(started["identity"] - expected).max() > 0.1
+    np.testing.assert_allclose(started["gravity"], expected, atol=2e-4)
+
+
+@pytest.mark.parametrize(
+    ("drop_gravity", "classes", "reason"),
+    [
+        (True, ["SITTING", "LAYING"], "carries no class gravity"),
+        (False, ["SITTING"], "1 class(es) shared with the bundle, 2 needed"),
+        (False, ["STANDING", "WALKING"], "degrees apart, 20 needed"),
+    ],
+)
+def test_gravity_start_stays_the_identity_when_gravity_fixes_no_turn(
+    drop_gravity, classes, reason, caplog
+):
+    from har_mlops.pipelines.training.model import find_layer
+    from har_mlops.pipelines.training.nodes import _fine_tunable
+
+    starting = _starting_model()
+    contract = starting["contract"]
+    _, turned = _turned_bundle_windows(contract, np.eye(3)[[1, 2, 0]], classes)
+    if drop_gravity:
+        starting["contract"] = {k: v for k, v in contract.items() if k != "class_gravity"}
+    fine_tuning = {**tiny.FINE_TUNING, "input_adapter": True, "adapter_start": "gravity"}
+    with caplog.at_level("WARNING"):
+        model = _fine_tunable(
+            starting, list(contract["class_names"]), TRAINING, fine_tuning, 3, turned
+        )
+    kernel, bias = find_layer(model, "input_adapter").get_weights()
+    np.testing.assert_array_equal(kernel, np.eye(6))
+    np.testing.assert_array_equal(bias, np.zeros(6))
+    assert reason in caplog.text

@@ -18,6 +18,7 @@ from har_mlops.contract import class_names, scale_signals
 from har_mlops.evaluation import classification_metrics
 from har_mlops.features import window_features
 from har_mlops.forward import CompiledForward, predict_probabilities
+from har_mlops.orientation import adapter_weights, class_gravity, rotation_between
 from har_mlops.parameters import (
     Labels,
     Prediction,
@@ -132,12 +133,48 @@ def _compiled_network(
     return _compile(model, training, training["learning_rate"], steps_per_epoch)
 
 
+def _start_adapter(
+    model: KerasModel,
+    starting_model: dict[str, Any],
+    windows_train: dict[str, np.ndarray],
+    fine_tuning: FineTuning,
+) -> None:
+    """Sets ``model``'s input adapter to the turn that takes the training windows' class
+    gravity onto the bundle's (``fine_tuning.adapter_start: gravity``); it stays the identity
+    when the bundle carries no class gravity or the shared classes do not fix a turn."""
+    reference = starting_model["contract"].get("class_gravity")
+    if reference is None:
+        logger.warning(
+            "fine_tuning.adapter_start gravity: %s carries no class gravity (trained before "
+            "it was recorded); the input adapter starts at the identity",
+            starting_model["source"],
+        )
+        return
+    rotation, how = rotation_between(
+        class_gravity(windows_train["signals"], windows_train["label"]),
+        reference,
+        fine_tuning.get("gravity_min_angle_degrees", 20.0),
+    )
+    if rotation is None:
+        logger.warning("Input adapter starts at the identity: %s", how)
+        return
+    model.get_layer("input_adapter").set_weights(
+        list(
+            adapter_weights(
+                rotation, model_contract_lib.contract_scaler(starting_model["contract"])
+            )
+        )
+    )
+    logger.info("Input adapter starts at the device turn from gravity: %s", how)
+
+
 def _fine_tunable(
     starting_model: dict[str, Any],
     classes: list[str],
     training: Training,
     fine_tuning: FineTuning,
     steps_per_epoch: int,
+    windows_train: dict[str, np.ndarray],
 ) -> KerasModel:
     """The starting bundle's network adapted to this run's classes, compiled."""
     from .model import adapt_for_fine_tuning
@@ -157,6 +194,8 @@ def _fine_tunable(
         fine_tuning.get("input_adapter", False),
         head_rows,
     )
+    if fine_tuning.get("input_adapter", False) and fine_tuning.get("adapter_start") == "gravity":
+        _start_adapter(model, starting_model, windows_train, fine_tuning)
     shared = sum(row is not None for row in head_rows or [])
     logger.info(
         "Fine-tuning %s: %s head for %d classes (%d starting from the bundle's), "
@@ -230,7 +269,9 @@ def _fine_tuned(
 ) -> tuple[KerasModel, dict[str, dict[str, list[float]]]]:
     """``starting_model`` adapted, warmed up (when configured) and fine-tuned; its histories
     by prefix (``warm_up_`` and the fine-tuning's ``""``)."""
-    model = _fine_tunable(starting_model, classes, training, fine_tuning, steps_per_epoch)
+    model = _fine_tunable(
+        starting_model, classes, training, fine_tuning, steps_per_epoch, fit["windows_train"]
+    )
     histories = {}
     if fine_tuning.get("warm_up_epochs", 0):
         histories["warm_up_"] = _warm_up_new_layers(
@@ -696,14 +737,19 @@ def build_contract(
     windowing: Windowing,
     resampling: Resampling,
     labels: Labels,
+    windows_train: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """The preprocessing contract a model needs its input to honour."""
+    """The preprocessing contract a model needs its input to honour, with the class gravity
+    of ``windows_train`` (the orientation of the device it was trained on) when given."""
     return model_contract_lib.build_contract(
         model_scaler,
         windowing["window_size"],
         windowing["overlap"],
         resampling["target_rate_hz"],
         class_names(labels),
+        None
+        if windows_train is None
+        else class_gravity(windows_train["signals"], windows_train["label"]),
     )
 
 

@@ -124,6 +124,11 @@ class FineTuning(ParameterGroup):
     frozen_recurrent: bool = False
     # A trainable linear mix of the input channels in front (identity at the start).
     input_adapter: bool = False
+    # Where the adapter starts: the identity, or the turn that takes the user's class gravity
+    # onto the bundle's (classes of the same name; a device worn another way).
+    adapter_start: Literal["identity", "gravity"] = "identity"
+    # The shared classes' gravity directions must span this angle to fix a turn.
+    gravity_min_angle_degrees: Annotated[float, Field(gt=0.0, le=180.0)] = 20.0
     learning_rate: Annotated[float, Field(gt=0.0)]
     # Epochs in which only the layers the bundle lacks (input adapter, new head) learn, at
     # warm_up_learning_rate, before the reused layers chosen to learn are released.

@@ -123,7 +123,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 build_contract,
-                inputs=["model_scaler", "params:windowing", "params:resampling", "params:labels"],
+                inputs=[
+                    "model_scaler",
+                    "params:windowing",
+                    "params:resampling",
+                    "params:labels",
+                    "windows_train",
+                ],
                 outputs="model_contract",
                 name="build_contract",
             ),
