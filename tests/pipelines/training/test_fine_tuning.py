@@ -325,3 +325,39 @@ def test_gravity_start_stays_the_identity_when_gravity_fixes_no_turn(
     np.testing.assert_array_equal(kernel, np.eye(6))
     np.testing.assert_array_equal(bias, np.zeros(6))
     assert reason in caplog.text
+
+
+def test_a_fixed_adapter_keeps_its_start_and_skips_a_warm_up_with_nothing_new():
+    from har_mlops.pipelines.training.model import find_layer
+    from har_mlops.pipelines.training.nodes import _fine_tuned
+
+    starting = _starting_model()
+    classes = list(starting["contract"]["class_names"])
+    train, validation = _two_subjects()
+    train["label_index"] = train["label_index"] % len(classes)
+    validation["label_index"] = validation["label_index"] % len(classes)
+    conv1 = _layer_weights(starting["model"], "conv1")
+    fine_tuning = {
+        **tiny.FINE_TUNING,
+        "input_adapter": True,
+        "adapter_learns": False,
+        "frozen_blocks": 1,
+        "warm_up_epochs": 2,
+    }
+    fit = {
+        "windows_train": train,
+        "windows_validation": validation,
+        "scaler": contract_scaler(starting["contract"]),
+        "n_classes": len(classes),
+    }
+    model, histories = _fine_tuned(starting, classes, TRAINING, fine_tuning, 3, fit)
+
+    # Same classes, no new head: the fixed adapter leaves the warm-up nothing to learn.
+    assert histories["warm_up_"] == {}
+    assert len(histories[""]["loss"]) >= 1
+    kernel, bias = find_layer(model, "input_adapter").get_weights()
+    np.testing.assert_array_equal(kernel, np.eye(6))
+    np.testing.assert_array_equal(bias, np.zeros(6))
+    # The reused layers it does not freeze still learn.
+    changed = _layer_weights(model, "conv1")
+    assert any(not np.array_equal(a, b) for a, b in zip(changed, conv1, strict=True))

@@ -194,8 +194,10 @@ def _fine_tunable(
         fine_tuning.get("input_adapter", False),
         head_rows,
     )
-    if fine_tuning.get("input_adapter", False) and fine_tuning.get("adapter_start") == "gravity":
-        _start_adapter(model, starting_model, windows_train, fine_tuning)
+    if fine_tuning.get("input_adapter", False):
+        if fine_tuning.get("adapter_start") == "gravity":
+            _start_adapter(model, starting_model, windows_train, fine_tuning)
+        model.get_layer("input_adapter").trainable = fine_tuning.get("adapter_learns", True)
     shared = sum(row is not None for row in head_rows or [])
     logger.info(
         "Fine-tuning %s: %s head for %d classes (%d starting from the bundle's), "
@@ -206,7 +208,13 @@ def _fine_tunable(
         shared if new_head else len(classes),
         fine_tuning["frozen_blocks"],
         " and the recurrent layers" if fine_tuning.get("frozen_recurrent", False) else "",
-        "an input adapter" if fine_tuning.get("input_adapter", False) else "no input adapter",
+        (
+            "no input adapter"
+            if not fine_tuning.get("input_adapter", False)
+            else "a learning input adapter"
+            if fine_tuning.get("adapter_learns", True)
+            else "a fixed input adapter"
+        ),
         fine_tuning["learning_rate"],
     )
     return _compile(model, training, fine_tuning["learning_rate"], steps_per_epoch)
@@ -233,6 +241,11 @@ def _warm_up_new_layers(
     learning = [layer for layer in leaf_layers(starting_network) if layer.trainable]
     for layer in learning:
         layer.trainable = False
+    if not model.trainable_weights:
+        for layer in learning:
+            layer.trainable = True
+        logger.info("Warm-up skipped: no new layer learns (a fixed input adapter, its head)")
+        return {}
     warm_up = {
         **training,
         "epochs": fine_tuning["warm_up_epochs"],

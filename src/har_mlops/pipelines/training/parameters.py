@@ -129,6 +129,9 @@ class FineTuning(ParameterGroup):
     adapter_start: Literal["identity", "gravity"] = "identity"
     # The shared classes' gravity directions must span this angle to fix a turn.
     gravity_min_angle_degrees: Annotated[float, Field(gt=0.0, le=180.0)] = 20.0
+    # False keeps the adapter at its start: a turn estimated from every window's gravity is
+    # not then refitted to the few labelled people's windows.
+    adapter_learns: bool = True
     learning_rate: Annotated[float, Field(gt=0.0)]
     # Epochs in which only the layers the bundle lacks (input adapter, new head) learn, at
     # warm_up_learning_rate, before the reused layers chosen to learn are released.
