@@ -13,6 +13,11 @@ pipeline) and scored on them. The test subjects' windows are never read: they ar
 the one report of the chosen recipe. Prints one row per recipe and fold, then the mean.
 For all 12 classes: ``--windows-dir <copy>/data/05_model_input --class-set all`` after
 ``kedro run --pipelines data_processing --params labels.class_set=all`` in a copy.
+
+``--inner-validation N`` scores the pipeline's situation instead: N of each fold's training
+subjects (the same for every recipe and seed) become the validation subjects that drive early
+stopping and the schedule, the held-out fold is only scored, and a recipe may set
+``training.fit_on_validation`` (then it also fits those N subjects' windows).
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ def subject_folds(subjects: np.ndarray, n_folds: int) -> list[list[str]]:
     """Subjects dealt round-robin in sorted order into ``n_folds`` folds."""
     ordered = sorted(set(subjects.tolist()), key=lambda s: int(s) if str(s).isdigit() else s)
     return [ordered[i::n_folds] for i in range(n_folds)]
+
+
+def inner_validation_subjects(train_subjects: list[str], count: int) -> list[str]:
+    """``count`` of a fold's training subjects, spread over its sorted order."""
+    return train_subjects[:: max(1, len(train_subjects) // count)][:count]
 
 
 def override(group: dict, dotted: str, value) -> None:
@@ -69,6 +79,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--windows-dir", type=Path, default=PROJECT / "data/05_model_input")
     parser.add_argument(
         "--class-set", default=None, help="labels.class_set of the windows (e.g. all: 12 classes)"
+    )
+    parser.add_argument(
+        "--inner-validation",
+        type=int,
+        default=0,
+        help="validation subjects taken from each fold's training subjects (0: the held-out fold)",
     )
     parser.add_argument("--out", type=Path, default=None, help="append JSON rows here")
     parser.add_argument(
@@ -104,8 +120,9 @@ def main() -> None:
         params["training"]["seed"] = args.seed
         for key, value in overrides.items():
             override(params, key, value)
-        # The held-out fold is what the recipe is scored on: it must never be fitted.
-        params["training"]["fit_on_validation"] = False
+        if not args.inner_validation:
+            # The held-out fold is what the recipe is scored on: it must never be fitted.
+            params["training"]["fit_on_validation"] = False
         scores = []
         for index, held_out in enumerate(folds):
             if args.only_folds is not None and index not in args.only_folds:
@@ -113,11 +130,20 @@ def main() -> None:
             mask = np.isin(windows["subject_id"], held_out)
             fold_train = {k: v[~mask] for k, v in windows.items()}
             fold_valid = {k: v[mask] for k, v in windows.items()}
+            stopping_set = fold_valid
+            if args.inner_validation:
+                subjects = [s for f in folds for s in f if s not in held_out]
+                inner = np.isin(
+                    fold_train["subject_id"],
+                    inner_validation_subjects(sorted(subjects, key=int), args.inner_validation),
+                )
+                stopping_set = {k: v[inner] for k, v in fold_train.items()}
+                fold_train = {k: v[~inner] for k, v in fold_train.items()}
             scaler = fit_scaler(fold_train)
             started = time.perf_counter()
             model, history = train_model(
                 fold_train,
-                fold_valid,
+                stopping_set,
                 scaler,
                 {},
                 params["architecture"],
