@@ -10,8 +10,8 @@ For each N and seed the network is trained (default parameters) from scratch on 
 subjects, and fine-tuned from the bundle (``--bundle``, default the shipped pretrained model)
 with the project's ``fine_tuning`` parameters (each ``--variant NAME:key=value;...`` runs
 another set of overrides of them, named NAME); the
-validation subjects drive early stopping, and macro-F1 is measured on the rotated test
-subjects. Prints one JSON row per run, then the table of means. ``--score-on
+validation subjects are never fitted (they drive early stopping and the schedule when those
+are on), and macro-F1 is measured on the rotated test subjects. Prints one JSON row per run, then the table of means. ``--score-on
 unlabelled-training`` scores on the training subjects that are never labelled (those after
 the first max(--subjects)) instead. The shipped bundle was trained on those subjects, which
 favours fine-tuning there; ``--score-subjects`` with a ``--bundle`` trained without them scores
@@ -153,7 +153,9 @@ def main() -> None:
     for n_subjects in args.subjects:
         train = first_subjects(split["train"], n_subjects)
         for seed in args.seeds:
-            training = {**params["training"], "seed": seed}
+            # The scenario is N labelled subjects: the validation subjects are never fitted,
+            # whatever training.fit_on_validation says (both arms alike).
+            training = {**params["training"], "seed": seed, "fit_on_validation": False}
             arms = variants if args.no_scratch else [("scratch", None), *variants]
             for name, overrides in arms:
                 starting = (
