@@ -361,3 +361,46 @@ def test_a_fixed_adapter_keeps_its_start_and_skips_a_warm_up_with_nothing_new():
     # The reused layers it does not freeze still learn.
     changed = _layer_weights(model, "conv1")
     assert any(not np.array_equal(a, b) for a, b in zip(changed, conv1, strict=True))
+
+
+def test_fine_tuning_that_fits_the_validation_subjects_still_turns_the_adapter_by_gravity():
+    from scipy.spatial.transform import Rotation
+
+    from har_mlops.pipelines.training.model import find_layer
+
+    starting = _starting_model()
+    contract = starting["contract"]
+    classes = list(contract["class_names"])
+    turn = Rotation.from_euler("xyz", [90, 0, 45], degrees=True).as_matrix()
+    _, turned = _turned_bundle_windows(contract, turn, ["SITTING", "LAYING", "WALKING"])
+    turned["label_index"] = np.array([classes.index(name) for name in turned["label"]])
+    turned["subject_id"] = np.where(np.arange(len(turned["label"])) % 4 == 3, "3", "1")
+    held = turned["subject_id"] == "3"
+    train = {key: value[~held] for key, value in turned.items()}
+    validation = {key: value[held] for key, value in turned.items()}
+    training = tiny.training(
+        epochs=1,
+        fit_on_validation=True,
+        lr_schedule={"kind": "cosine", "factor": 0.5, "patience": 1, "min_lr": 0.0001},
+        early_stopping={**TRAINING["early_stopping"], "enabled": False},
+    )
+    fine_tuning = {
+        **tiny.FINE_TUNING,
+        "input_adapter": True,
+        "adapter_start": "gravity",
+        "adapter_learns": False,
+    }
+    model, history = train_model(
+        train,
+        validation,
+        contract_scaler(contract),
+        starting,
+        {},
+        training,
+        fine_tuning,
+        _labels(classes),
+    )
+    kernel, _ = find_layer(model, "input_adapter").get_weights()
+    # Started at the turn read from the fitted windows' class gravity, and kept there.
+    assert not np.allclose(kernel, np.eye(6), atol=0.05)
+    assert np.isfinite([step["value"] for step in history["loss"]]).all()

@@ -439,9 +439,11 @@ def train_model(
                 "training.fit_on_validation needs early_stopping.enabled false and "
                 "lr_schedule.kind cosine: nothing may be decided on windows it fits"
             )
+        # Every field both sets carry: fine-tuning reads more than signals and labels (the
+        # class names, for the gravity turn).
         windows_train = {
             key: np.concatenate([windows_train[key], windows_validation[key]])
-            for key in ("signals", "label_index")
+            for key in windows_train.keys() & windows_validation.keys()
         }
         windows_validation = None
     fit = {
