@@ -11,8 +11,8 @@ subjects, and fine-tuned from the bundle (``--bundle``, default the shipped pret
 with the project's ``fine_tuning`` parameters (each ``--variant NAME:key=value;...`` runs
 another set of overrides of them, named NAME); the
 validation subjects are never fitted (they drive early stopping and the schedule when those
-are on), and macro-F1 is measured on the rotated test subjects. Prints one JSON row per run, then the table of means. ``--score-on
-unlabelled-training`` scores on the training subjects that are never labelled (those after
+are on), and macro-F1 is measured on the rotated test subjects. Prints one JSON row per run,
+then the table of means. ``--score-on unlabelled-training`` scores on the training subjects that are never labelled (those after
 the first max(--subjects)) instead. The shipped bundle was trained on those subjects, which
 favours fine-tuning there; ``--score-subjects`` with a ``--bundle`` trained without them scores
 on people neither model has seen: that is how the ``fine_tuning`` defaults are chosen, so that

@@ -40,15 +40,21 @@ def load_windows(windows_dir: Path) -> dict[str, np.ndarray]:
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0].files}
 
 
+def sorted_subjects(subjects) -> list[str]:
+    """Distinct subject ids, numerically where they are numbers."""
+    return sorted(set(subjects), key=lambda s: int(s) if str(s).isdigit() else s)
+
+
 def subject_folds(subjects: np.ndarray, n_folds: int) -> list[list[str]]:
     """Subjects dealt round-robin in sorted order into ``n_folds`` folds."""
-    ordered = sorted(set(subjects.tolist()), key=lambda s: int(s) if str(s).isdigit() else s)
+    ordered = sorted_subjects(subjects.tolist())
     return [ordered[i::n_folds] for i in range(n_folds)]
 
 
 def inner_validation_subjects(train_subjects: list[str], count: int) -> list[str]:
-    """``count`` of a fold's training subjects, spread over its sorted order."""
-    return train_subjects[:: max(1, len(train_subjects) // count)][:count]
+    """``count`` of a fold's training subjects, spread over their sorted order."""
+    ordered = sorted_subjects(train_subjects)
+    return ordered[:: max(1, len(ordered) // count)][:count]
 
 
 def override(group: dict, dotted: str, value) -> None:
@@ -132,10 +138,11 @@ def main() -> None:
             fold_valid = {k: v[mask] for k, v in windows.items()}
             stopping_set = fold_valid
             if args.inner_validation:
-                subjects = [s for f in folds for s in f if s not in held_out]
                 inner = np.isin(
                     fold_train["subject_id"],
-                    inner_validation_subjects(sorted(subjects, key=int), args.inner_validation),
+                    inner_validation_subjects(
+                        fold_train["subject_id"].tolist(), args.inner_validation
+                    ),
                 )
                 stopping_set = {k: v[inner] for k, v in fold_train.items()}
                 fold_train = {k: v[~inner] for k, v in fold_train.items()}

@@ -367,6 +367,7 @@ def test_fine_tuning_that_fits_the_validation_subjects_still_turns_the_adapter_b
     from scipy.spatial.transform import Rotation
 
     from har_mlops.pipelines.training.model import find_layer
+    from har_mlops.pipelines.training.nodes import _fine_tunable
 
     starting = _starting_model()
     contract = starting["contract"]
@@ -400,7 +401,13 @@ def test_fine_tuning_that_fits_the_validation_subjects_still_turns_the_adapter_b
         fine_tuning,
         _labels(classes),
     )
-    kernel, _ = find_layer(model, "input_adapter").get_weights()
-    # Started at the turn read from the fitted windows' class gravity, and kept there.
-    assert not np.allclose(kernel, np.eye(6), atol=0.05)
+    # The fixed adapter holds the turn read from every fitted window's class gravity, training
+    # and validation subjects alike: the same turn as from the windows before the split.
+    start = _fine_tunable(starting, classes, training, fine_tuning, 1, turned)
+    np.testing.assert_allclose(
+        find_layer(model, "input_adapter").get_weights()[0],
+        find_layer(start, "input_adapter").get_weights()[0],
+        atol=1e-6,
+    )
+    assert not np.allclose(find_layer(start, "input_adapter").get_weights()[0], np.eye(6))
     assert np.isfinite([step["value"] for step in history["loss"]]).all()
